@@ -1,0 +1,61 @@
+"""hf-squareloss: train Hugging Face classifiers with the rescaled square loss or the Tamed Cross Entropy."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .citations import BIBTEX, bibtex
+from .functional import cross_entropy, softmax_mae, softmax_mse, square_loss, tame, tamed_cross_entropy
+from .modules import CrossEntropyLoss, SoftmaxMAELoss, SoftmaxMSELoss, SquareLoss, TamedCrossEntropyLoss
+from .presets import SQUARE_LOSS_PRESETS, SquareLossParams, square_loss_preset
+from .registry import LOSSES, LossConfig, LossSpec, get_loss_spec, loss_types
+from .scores import logits_to_scores, loss_config_of, pipeline_kwargs
+
+# The Trainer side imports transformers.Trainer (seconds); load it on first use so that the losses alone stay light.
+_LAZY = {
+    "LossFunction": "trainer",
+    "SquareLossTrainer": "trainer",
+    "make_compute_loss_func": "trainer",
+    "SquareLossTrainingArguments": "training_args",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "BIBTEX",
+    "LOSSES",
+    "SQUARE_LOSS_PRESETS",
+    "CrossEntropyLoss",
+    "LossConfig",
+    "LossFunction",
+    "LossSpec",
+    "SoftmaxMAELoss",
+    "SoftmaxMSELoss",
+    "SquareLoss",
+    "SquareLossParams",
+    "SquareLossTrainer",
+    "SquareLossTrainingArguments",
+    "TamedCrossEntropyLoss",
+    "__version__",
+    "bibtex",
+    "cross_entropy",
+    "get_loss_spec",
+    "logits_to_scores",
+    "loss_config_of",
+    "loss_types",
+    "make_compute_loss_func",
+    "pipeline_kwargs",
+    "softmax_mae",
+    "softmax_mse",
+    "square_loss",
+    "square_loss_preset",
+    "tame",
+    "tamed_cross_entropy",
+]

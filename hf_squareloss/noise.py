@@ -1,0 +1,125 @@
+"""Synthetic label noise for robustness experiments (the TCE paper's protocol).
+
+* ``symmetric``: each label, with probability ``rate``, is replaced by a *different* class chosen uniformly;
+* ``pair``: each label, with probability ``rate``, becomes the next class, ``i -> (i + 1) mod C``.
+
+With ``exact=True`` exactly ``round(rate * n)`` labels are flipped (chosen uniformly without replacement) instead
+of flipping each independently. The noise has its own seed, independent of the model's. Only the data you pass is
+touched: corrupt the training split, never the evaluation one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["NOISE_TYPES", "LabelNoise", "add_label_noise", "corrupt_labels"]
+
+NOISE_TYPES = ("symmetric", "pair")
+
+
+@dataclass
+class LabelNoise:
+    """The outcome of :func:`corrupt_labels`: what was asked and what was done."""
+
+    noise_type: str
+    rate: float
+    exact: bool
+    seed: int
+    num_examples: int
+    num_classes: int
+    flipped_indices: list[int] = field(default_factory=list)
+
+    @property
+    def num_flipped(self) -> int:
+        return len(self.flipped_indices)
+
+    @property
+    def realised_rate(self) -> float:
+        return self.num_flipped / self.num_examples if self.num_examples else 0.0
+
+    def to_dict(self, with_indices: bool = True) -> dict[str, Any]:
+        out = asdict(self)
+        out["num_flipped"] = self.num_flipped
+        out["realised_rate"] = self.realised_rate
+        if not with_indices:
+            out.pop("flipped_indices")
+        return out
+
+
+def _check(rate: float, noise_type: str, num_classes: int) -> float:
+    rate = float(rate)
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"label noise rate must be in [0, 1], got {rate}")
+    if noise_type not in NOISE_TYPES:
+        raise ValueError(f"unknown label noise type {noise_type!r}; choose one of {NOISE_TYPES}")
+    if num_classes < 2:
+        raise ValueError(f"label noise needs at least 2 classes, got {num_classes}")
+    return rate
+
+
+def corrupt_labels(
+    labels: np.ndarray | list[int],
+    num_classes: int,
+    rate: float,
+    *,
+    noise_type: str = "symmetric",
+    seed: int = 0,
+    exact: bool = False,
+) -> tuple[np.ndarray, LabelNoise]:
+    """Return ``(noisy_labels, report)``; ``labels`` is not modified.
+
+    Labels must be integers in ``[0, num_classes)``; flipped labels always differ from the original.
+    """
+    rate = _check(rate, noise_type, num_classes)
+    clean = np.asarray(labels)
+    if clean.ndim != 1 or not np.issubdtype(clean.dtype, np.integer):
+        raise ValueError(
+            f"labels must be a 1-D integer array, got shape {clean.shape} and dtype {clean.dtype}"
+        )
+    if clean.size and (clean.min() < 0 or clean.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes - 1}], found [{clean.min()}, {clean.max()}]")
+    rng = np.random.default_rng(seed)
+    n = clean.size
+    if exact:
+        chosen = np.sort(rng.choice(n, size=round(rate * n), replace=False))
+    else:
+        chosen = np.flatnonzero(rng.random(n) < rate)
+    noisy = clean.copy()
+    if noise_type == "symmetric":
+        # uniform over the C-1 other classes: shift by 1..C-1
+        noisy[chosen] = (clean[chosen] + rng.integers(1, num_classes, size=chosen.size)) % num_classes
+    else:
+        noisy[chosen] = (clean[chosen] + 1) % num_classes
+    report = LabelNoise(noise_type, rate, exact, int(seed), n, int(num_classes), chosen.tolist())
+    return noisy, report
+
+
+def add_label_noise(
+    dataset: Any,
+    rate: float,
+    *,
+    noise_type: str = "symmetric",
+    seed: int = 0,
+    exact: bool = False,
+    label_column: str = "label",
+    num_classes: int | None = None,
+) -> tuple[Any, LabelNoise]:
+    """Corrupt the labels of a ``datasets.Dataset``; returns ``(new_dataset, report)``.
+
+    ``num_classes`` defaults to the column's ``ClassLabel`` size, else ``max(label) + 1``. The clean label is kept
+    in a ``clean_<label_column>`` column so that noise can be audited.
+    """
+    if label_column not in dataset.column_names:
+        raise ValueError(f"dataset has no label column {label_column!r} (columns: {dataset.column_names})")
+    labels = np.asarray(dataset[label_column])
+    if num_classes is None:
+        feature = dataset.features[label_column]
+        num_classes = getattr(feature, "num_classes", None) or int(labels.max()) + 1
+    noisy, report = corrupt_labels(labels, num_classes, rate, noise_type=noise_type, seed=seed, exact=exact)
+    feature = dataset.features[label_column]
+    out = dataset.rename_column(label_column, f"clean_{label_column}")
+    out = out.add_column(label_column, noisy.tolist(), feature=feature)
+    return out, report
