@@ -10,7 +10,8 @@ Every loss here
 * never builds an ``N x C`` one-hot or weight tensor;
 * raises :class:`ValueError` naming the problem on bad input. Validation costs no extra pass over the logits:
   the labels are checked, and the finiteness of the result; only when the result is not finite are the logits
-  inspected, to say why.
+  inspected, to say why. (So a ``-inf`` logit on a wrong class, a legitimate "impossible class" for the
+  softmax-based losses, is accepted: their result stays finite.)
 """
 
 from __future__ import annotations
@@ -190,14 +191,21 @@ class _SquareLossFunction(torch.autograd.Function):
         logits, target, valid = ctx.saved_tensors
         k, M = ctx.k, ctx.M
         num_classes = logits.shape[-1]
+        index = target.unsqueeze(-1)
         # d l / d f_i = (2/C) f_i for i != y ;  d l / d f_y = (2/C) k (f_y - M)
         scale = torch.where(valid, grad_out * (2.0 / num_classes), 0.0)
+        f_y = logits.gather(-1, index).squeeze(-1).to(scale.dtype)
+        if (
+            torch.is_grad_enabled()
+        ):  # double backward requested: stay differentiable (Hessian-vector products)
+            grad = logits * scale.unsqueeze(-1)
+            grad = grad.scatter(-1, index, (scale * k * (f_y - M)).unsqueeze(-1))
+            return grad.to(logits.dtype), None, None, None, None
         grad = torch.empty_like(logits)
         torch.mul(
             logits, scale.unsqueeze(-1), out=grad
         )  # computed in the accumulation dtype, stored in logits'
-        f_y = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1).to(scale.dtype)
-        grad.scatter_(-1, target.unsqueeze(-1), (scale * k * (f_y - M)).to(grad.dtype).unsqueeze(-1))
+        grad.scatter_(-1, index, (scale * k * (f_y - M)).to(grad.dtype).unsqueeze(-1))
         return grad, None, None, None, None
 
 

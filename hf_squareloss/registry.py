@@ -142,11 +142,19 @@ class LossConfig:
     ) -> LossConfig:
         """Validate and fill in the hyper-parameters of ``loss_type``.
 
-        Arguments that ``loss_type`` does not use are ignored, except a non-zero ``label_smoothing``, which is an
-        error for a loss that cannot honour it. The square loss takes ``(k, M)`` from ``k``/``M``, else from
+        Arguments that ``loss_type`` does not use are validated and otherwise ignored, except a non-zero
+        ``label_smoothing``, which is an error for a loss that cannot honour it. The square loss takes ``(k, M)`` from ``k``/``M``, else from
         ``preset``, else from ``num_classes`` (see :func:`hf_squareloss.square_loss_preset`).
         """
         spec = get_loss_spec(loss_type)
+        # every given value must be valid, also those this loss type does not use (a typo is never silent)
+        for name, value in (("k", k), ("M", M)):
+            if value is not None:
+                L.check_positive(name, value)
+        if alpha is not None:
+            L.check_alpha(alpha)
+        if preset is not None:
+            square_loss_preset(preset)
         label_smoothing = L.check_label_smoothing(label_smoothing)
         if label_smoothing and not spec.label_smoothing:
             raise ValueError(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from transformers import TrainingArguments
 
 from .presets import SQUARE_LOSS_PRESETS
-from .registry import DEFAULT_TCE_ALPHA, LossConfig, loss_types
+from .registry import DEFAULT_TCE_ALPHA, LOSSES, LossConfig, loss_types
 
 __all__ = ["LOSS_ARGUMENT_NAMES", "SquareLossTrainingArguments"]
 
@@ -33,9 +33,9 @@ class SquareLossTrainingArguments(TrainingArguments):
     loss_type: str = field(
         default="square",
         metadata={
-            "help": "Training loss: 'square' (Hui & Belkin 2021, raw logits), 'tce' (Tamed Cross Entropy, "
-            "Martinez & Stiefelhagen 2018), 'ce' (softmax cross-entropy), 'softmax_mse' or 'softmax_mae' "
-            "(the TCE paper's baselines).",
+            "help": "Training loss: "
+            + "; ".join(f"'{name}': {spec.title}" for name, spec in LOSSES.items())
+            + ".",
             "choices": loss_types(),
         },
     )

@@ -1,0 +1,137 @@
+"""The registry and the (k, M) presets."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import hf_squareloss as hsl
+from hf_squareloss.registry import LOSSES, LossConfig, get_loss_spec, loss_types
+
+
+def test_registry_lists_the_five_losses():
+    assert loss_types() == ["ce", "square", "tce", "softmax_mse", "softmax_mae"]
+
+
+@pytest.mark.parametrize("loss_type", loss_types())
+def test_spec_is_consistent_with_its_function(loss_type):
+    spec = get_loss_spec(loss_type)
+    params = inspect.signature(spec.function).parameters
+    for name in (*spec.hyperparameters, "ignore_index", "reduction"):
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
+    assert getattr(hsl, spec.function.__name__) is spec.function
+    assert spec.outputs in ("scores", "probabilities")
+    for key in spec.references:
+        assert key in hsl.BIBTEX
+    assert spec.formula.startswith("$")
+
+
+def test_no_second_list_of_loss_types_in_the_package():
+    """Only registry.py knows every loss type: no other module holds a literal, or a text, naming them all."""
+    root = Path(hsl.__file__).parent
+    everything = set(loss_types())
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.name == "registry.py" or path.name == "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+                names = {
+                    e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                }
+                if everything <= names:
+                    offenders.append(f"{path.name}:{node.lineno}")
+            elif (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and all(re.search(rf"\b{name}\b", node.value) for name in everything)
+            ):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
+
+
+def test_unknown_loss_type():
+    with pytest.raises(ValueError, match=r"unknown loss_type 'mse'; choose one of \['ce'"):
+        get_loss_spec("mse")
+
+
+@pytest.mark.parametrize(
+    "num_classes,expected",
+    [
+        (2, (1, 1)),
+        (10, (1, 1)),
+        (39, (1, 1)),
+        (40, (1, 15)),
+        (42, (1, 15)),
+        (499, (1, 15)),
+        (500, (15, 30)),
+        (1000, (15, 30)),
+        (32000, (15, 30)),
+    ],
+)
+def test_preset_by_number_of_classes(num_classes, expected):
+    params = hsl.square_loss_preset(num_classes=num_classes)
+    assert (params.k, params.M) == expected
+    assert (hsl.square_loss_preset(num_classes).k, hsl.square_loss_preset(num_classes).M) == expected
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("timit", (1, 15)),
+        ("wsj", (1, 15)),
+        ("librispeech", (15, 30)),
+        ("ImageNet", (15, 30)),
+        ("small", (1, 1)),
+    ],
+)
+def test_preset_by_name_is_the_papers_table(name, expected):
+    params = hsl.square_loss_preset(name)
+    assert (params.k, params.M) == expected and "Hui & Belkin" in params.source
+
+
+def test_user_values_override_the_preset():
+    assert (
+        hsl.square_loss_preset("librispeech", M=10).M == 10
+        and hsl.square_loss_preset("librispeech", M=10).k == 15
+    )
+    assert hsl.square_loss_preset(num_classes=1000, k=2, M=3).source == "user"
+    with pytest.raises(ValueError, match="unknown square-loss preset"):
+        hsl.square_loss_preset("cifar")
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        hsl.square_loss_preset(num_classes=1)
+    with pytest.raises(ValueError, match="k must be"):
+        hsl.square_loss_preset("timit", k=0)
+
+
+def test_loss_config_round_trip_and_call():
+    for loss_type in loss_types():
+        config = LossConfig.resolve(loss_type, num_classes=1000, alpha=0.5, label_smoothing=0.0)
+        again = LossConfig.from_dict(config.to_dict())
+        assert again == config and again.same_loss(config)
+    square = LossConfig.resolve("square", num_classes=1000)
+    assert square.params == {"k": 15.0, "M": 30.0} and square.describe() == "square (k=15, M=30)"
+    logits, labels = torch.randn(5, 1000), torch.randint(0, 1000, (5,))
+    torch.testing.assert_close(square(logits, labels), hsl.square_loss(logits, labels, k=15, M=30))
+    assert LossConfig.resolve("tce").params == {"alpha": 1.5}
+    assert LossConfig.resolve("ce", label_smoothing=0.1).params == {"label_smoothing": 0.1}
+    assert not LossConfig.resolve("tce", alpha=1.0).same_loss(LossConfig.resolve("tce", alpha=1.5))
+    with pytest.raises(ValueError, match="lacks"):
+        LossConfig.from_dict({"loss_type": "square", "k": 1.0})
+    with pytest.raises(ValueError, match="cannot be honoured"):
+        LossConfig.resolve("softmax_mse", label_smoothing=0.1)
+    with pytest.raises(ValueError, match="alpha must be"):
+        LossConfig.resolve("square", alpha=-1)  # unused but invalid values are never silent
+
+
+def test_every_loss_has_bibtex_or_is_ce():
+    for spec in LOSSES.values():
+        assert spec.references or spec.loss_type == "ce"
+    assert "@inproceedings{hui2021evaluation" in hsl.bibtex("hui2021evaluation")
+    with pytest.raises(KeyError):
+        hsl.bibtex("nobody2020")
