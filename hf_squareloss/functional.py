@@ -74,8 +74,8 @@ def _flatten(logits: Tensor, labels: Tensor, ignore_index: int, reduction: str, 
     """Check shapes, dtypes and the reduction; return ``(logits_2d, labels_1d, valid, bad)``.
 
     ``valid`` marks the items that count; ``bad`` the labels outside ``[0, C)`` that are not ``ignore_index``
-    (reported after the loss is computed, so that the common path synchronises once). Bad labels are replaced
-    by class 0 in ``labels_1d`` so that no kernel ever sees an out-of-range index.
+    (reported after the loss is computed, so that the common path synchronises once). Callers replace the labels
+    of non-valid items before indexing with them, so that no kernel ever sees an out-of-range index.
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"{loss}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -99,12 +99,14 @@ def _flatten(logits: Tensor, labels: Tensor, ignore_index: int, reduction: str, 
     if num_classes < 2:
         raise ValueError(f"{loss}: needs at least 2 classes, got logits with C={num_classes}")
     logits_2d = logits.reshape(-1, num_classes)
-    labels_1d = labels.reshape(-1).long()
-    in_range = (labels_1d >= 0) & (labels_1d < num_classes)
+    labels_1d = labels.reshape(-1)
+    labels_1d = labels_1d if labels_1d.dtype == torch.int64 else labels_1d.long()
+    valid = (labels_1d >= 0) & (labels_1d < num_classes)
     not_ignored = labels_1d != ignore_index
-    valid = in_range & not_ignored
-    bad = not_ignored & ~in_range
-    return logits_2d, torch.where(valid, labels_1d, 0), valid, bad
+    bad = not_ignored & ~valid
+    if 0 <= ignore_index < num_classes:
+        valid &= not_ignored
+    return logits_2d, labels_1d, valid, bad
 
 
 def _reduce(per_item: Tensor, valid: Tensor, reduction: str, shape: torch.Size) -> Tensor:
@@ -244,8 +246,8 @@ def square_loss(
     """
     k = check_positive("k", k)
     M = check_positive("M", M)
-    logits_2d, target, valid, bad = _flatten(logits, labels, ignore_index, reduction, "square_loss")
-    per_item = _SquareLossFunction.apply(logits_2d, target, valid, k, M)
+    logits_2d, labels_1d, valid, bad = _flatten(logits, labels, ignore_index, reduction, "square_loss")
+    per_item = _SquareLossFunction.apply(logits_2d, torch.where(valid, labels_1d, 0), valid, k, M)
     result = _reduce(per_item, valid, reduction, labels.shape)
     return _finish(result, logits, labels, bad, valid, ignore_index, "square_loss")
 
@@ -303,12 +305,14 @@ def tamed_cross_entropy(
     pp. 628-637, arXiv:1810.05075.
     """
     alpha = check_alpha(alpha)
-    logits_2d, target, valid, bad = _flatten(logits, labels, ignore_index, reduction, "tamed_cross_entropy")
+    logits_2d, labels_1d, valid, bad = _flatten(
+        logits, labels, ignore_index, reduction, "tamed_cross_entropy"
+    )
     if alpha == 0.0:  # exactly cross-entropy, reduced by torch itself
-        result = _nll(logits_2d, target, valid, reduction=reduction)
+        result = _nll(logits_2d, labels_1d, valid, reduction=reduction)
         result = result.reshape(labels.shape) if reduction == "none" else result
     else:
-        result = _reduce(tame(_nll(logits_2d, target, valid), alpha), valid, reduction, labels.shape)
+        result = _reduce(tame(_nll(logits_2d, labels_1d, valid), alpha), valid, reduction, labels.shape)
     return _finish(result, logits, labels, bad, valid, ignore_index, "tamed_cross_entropy")
 
 
@@ -329,8 +333,8 @@ def cross_entropy(
     with the class dimension last, the input checks of this module, and float32 computation under autocast.
     """
     label_smoothing = check_label_smoothing(label_smoothing)
-    logits_2d, target, valid, bad = _flatten(logits, labels, ignore_index, reduction, "cross_entropy")
-    result = _nll(logits_2d, target, valid, label_smoothing, reduction)
+    logits_2d, labels_1d, valid, bad = _flatten(logits, labels, ignore_index, reduction, "cross_entropy")
+    result = _nll(logits_2d, labels_1d, valid, label_smoothing, reduction)
     result = result.reshape(labels.shape) if reduction == "none" else result
     return _finish(result, logits, labels, bad, valid, ignore_index, "cross_entropy")
 
@@ -347,9 +351,9 @@ def softmax_mse(
     :math:`\ell = \sum_i (q_i - [i = y])^2 = \lVert q \rVert^2 - 2 q_y + 1`. Summing (not averaging) over the
     classes matches the gradient scale of Torch's ``MSECriterion`` baseline in the TCE paper.
     """
-    logits_2d, target, valid, bad = _flatten(logits, labels, ignore_index, reduction, "softmax_mse")
+    logits_2d, labels_1d, valid, bad = _flatten(logits, labels, ignore_index, reduction, "softmax_mse")
     q = torch.softmax(logits_2d.to(_compute_dtype(logits_2d)), dim=-1)
-    q_y = q.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    q_y = q.gather(-1, torch.where(valid, labels_1d, 0).unsqueeze(-1)).squeeze(-1)
     per_item = torch.where(valid, (q * q).sum(-1) - 2.0 * q_y + 1.0, 0.0)
     result = _reduce(per_item, valid, reduction, labels.shape)
     return _finish(result, logits, labels, bad, valid, ignore_index, "softmax_mse")
@@ -367,7 +371,7 @@ def softmax_mae(
     Since :math:`\sum_i q_i = 1`, :math:`\ell = \sum_i |q_i - [i = y]| = 2 (1 - q_y)`, evaluated as
     ``-2 * expm1(-nll)`` from the log-softmax.
     """
-    logits_2d, target, valid, bad = _flatten(logits, labels, ignore_index, reduction, "softmax_mae")
-    per_item = -2.0 * torch.expm1(-_nll(logits_2d, target, valid))
+    logits_2d, labels_1d, valid, bad = _flatten(logits, labels, ignore_index, reduction, "softmax_mae")
+    per_item = -2.0 * torch.expm1(-_nll(logits_2d, labels_1d, valid))
     result = _reduce(per_item, valid, reduction, labels.shape)
     return _finish(result, logits, labels, bad, valid, ignore_index, "softmax_mae")

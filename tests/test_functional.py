@@ -468,3 +468,42 @@ def test_modules_wrap_functional():
         hsl.TamedCrossEntropyLoss(alpha=-1)
     with pytest.raises(ValueError, match="reduction"):
         hsl.SoftmaxMAELoss(reduction="batch")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# memory: the square loss creates no N x C tensor besides the gradient
+# ---------------------------------------------------------------------------------------------------------------
+class _LargeOutputs(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the distinct storages of at least ``min_bytes`` that aten ops return."""
+
+    def __init__(self, min_bytes: int) -> None:
+        super().__init__()
+        self.min_bytes = min_bytes
+        self.storages: dict[int, str] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.untyped_storage().nbytes() >= self.min_bytes:
+                self.storages.setdefault(t.untyped_storage().data_ptr(), str(func))
+        return out
+
+
+@pytest.mark.parametrize(
+    "dtype,autocast", [(torch.float32, False), (torch.bfloat16, True), (torch.float16, False)]
+)
+def test_square_loss_allocates_only_the_gradient(dtype, autocast):
+    n, c = 256, 1000
+    logits = torch.randn(n, c).to(dtype).requires_grad_(True)
+    labels = torch.randint(0, c, (n,))
+    min_bytes = n * c * torch.finfo(dtype).bits // 8
+    with _LargeOutputs(min_bytes) as seen:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = hsl.square_loss(logits, labels, k=15, M=30)
+        loss.backward()
+    new = {ptr: op for ptr, op in seen.storages.items() if ptr != logits.untyped_storage().data_ptr()}
+    assert list(new) == [logits.grad.untyped_storage().data_ptr()], new
+    # the reference point: cross-entropy keeps its log-softmax and more
+    with _LargeOutputs(min_bytes) as seen_ce:
+        F.cross_entropy(logits.float(), labels).backward()
+    assert len(seen_ce.storages) >= 3
