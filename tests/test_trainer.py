@@ -444,3 +444,15 @@ def test_pipeline_reads_square_loss_scores(shared_model):
         logits = model(**tokenizer("a fine sentence", return_tensors="pt")).logits[0]
     for i, value in enumerate(logits.tolist()):
         assert scores[model.config.id2label[i]] == pytest.approx(value, abs=1e-5)
+
+
+def test_model_init_gets_the_loss_record_on_the_first_step(tmp_path):
+    args = SquareLossTrainingArguments(
+        **_args(tmp_path, loss_type="square", per_device_train_batch_size=8, max_steps=1, learning_rate=1e-3)
+    )
+    trainer = SquareLossTrainer(
+        model_init=lambda: one_step.tiny_bert(), args=args, train_dataset=one_step.dataset()
+    )
+    trainer.train()
+    record = trainer.model.config.hf_squareloss
+    assert record["loss_type"] == "square" and record["num_classes"] == 3 and record["M"] == 1.0
