@@ -457,4 +457,181 @@ def write_card(folder: str | Path, *, base_model: str | None = None) -> Path:
     folder = Path(folder)
     if (folder / SUMMARY_FILE).is_file():
         return write_run_card(folder, base_model=base_model)
+    if (folder / SWEEP_RESULTS_FILE).is_file():
+        text = render_sweep_card(folder, base_model=base_model)
+        validate_card(text)
+        path = folder / CARD_FILE
+        tmp = path.with_suffix(".md.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        return path
     raise ValueError(f"{folder} is neither a finished run folder (no {SUMMARY_FILE}) nor a sweep folder")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# comparison sweeps
+# ---------------------------------------------------------------------------------------------------------------
+SWEEP_RESULTS_FILE = "results.json"
+
+
+def _pct(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "-"
+    return f"{100 * value:.2f}"
+
+
+def _mean_std(stats: Mapping[str, Any] | None) -> str:
+    if not stats or stats.get("mean") is None:
+        return "-"
+    std = stats.get("std")
+    return f"{_pct(stats['mean'])} ± {_pct(std)}" if std is not None else _pct(stats["mean"])
+
+
+def _sweep_loss_records(root: Path, runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """loss_type -> the loss record of one of its runs (they share the settings within a sweep)."""
+    from .glue.outputs import SUMMARY_FILE
+
+    records: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        if run["loss_type"] in records:
+            continue
+        path = root / str(run["run_dir"]) / SUMMARY_FILE
+        if path.is_file():
+            records[run["loss_type"]] = _read(path)["loss"]
+    return records
+
+
+def render_sweep_card(root: str | Path, *, base_model: str | None = None) -> str:
+    """The card of a comparison sweep folder (``hf-squareloss compare``), from its ``results.json``."""
+    import yaml
+    from huggingface_hub import ModelCardData
+
+    from .compare.paper import HUI_BELKIN_BERT, HUI_BELKIN_SEEDS
+    from .glue.tasks import get_task
+
+    root = Path(root)
+    results = _read(root / SWEEP_RESULTS_FILE)
+    sweep, summary, runs = results["sweep"], results["summary"], results["runs"]
+    spec = sweep.get("spec", {})
+    losses = list(dict.fromkeys(row["loss_type"] for row in summary))
+    records = _sweep_loss_records(root, runs)
+    noise_rates = sorted({float(row["noise_rate"]) for row in summary})
+    source = spec.get("model_name_or_path")
+    base = base_model or spec.get("base_model_id")
+    if base is None and source and not Path(str(source)).exists():
+        base = source
+    configs = {t: LossConfig.from_dict(r) for t, r in records.items()}
+    block = {
+        "kind": "loss comparison",
+        "losses": [
+            {"loss_type": t, "k": c.params.get("k"), "M": c.params.get("M"), "alpha": c.params.get("alpha")}
+            for t, c in configs.items()
+        ],
+        "label_noise": {"type": spec.get("noise_type"), "rates": noise_rates} if any(noise_rates) else None,
+        "seeds": spec.get("seeds"),
+        "tasks": spec.get("tasks"),
+    }
+    tags = ["hf-squareloss", "loss-comparison", *losses, "glue", "text-classification"]
+    if any(noise_rates):
+        tags.append("label-noise")
+    meta = ModelCardData(
+        base_model=base,
+        datasets=["nyu-mll/glue"],
+        language="en",
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=list(dict.fromkeys(tags)),
+        hf_squareloss=block,
+        ignore_metadata_errors=False,
+    ).to_dict()
+    parts = [f"---\n{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)}---\n"]
+    model_name = Path(str(base or source or "model")).name
+    parts.append(f"# Loss comparison on GLUE: {', '.join(losses)} ({model_name})\n")
+    parts.append(
+        f"{len(runs)} fine-tuning runs of `{model_name}` made with "
+        "[hf-squareloss](https://github.com/hf-squareloss/hf-squareloss) `compare`: every loss on the same data, "
+        f"seeds {spec.get('seeds')} and label-noise rates {noise_rates} (training labels only; validation "
+        "labels are clean). Numbers are validation (dev) metrics in %, mean ± sample standard deviation over "
+        "seeds; Δ is the difference of means to cross-entropy in the same column.\n"
+    )
+    if sweep.get("command"):
+        parts.append(f"Command:\n\n```bash\n{sweep['command']}\n```\n")
+    if sweep.get("wall_seconds_all_sessions") is not None:
+        parts.append(f"Wall time: {sweep['wall_seconds_all_sessions'] / 3600:.2f} h.\n")
+    parts.append("## Losses\n")
+    for loss_type, config in configs.items():
+        params = ", ".join(f"{k} = {_fmt(v)}" for k, v in config.params.items()) or "no parameters"
+        parts.append(f"- `{loss_type}`: {config.spec.title}, {params}. {config.spec.formula}.")
+    parts.append("")
+    for task_name in dict.fromkeys(row["task"] for row in summary):
+        task = get_task(task_name)
+        for protocol in dict.fromkeys(r["protocol"] for r in summary if r["task"] == task_name):
+            rows = [r for r in summary if r["task"] == task_name and r["protocol"] == protocol]
+            for metric in task.metrics:
+                parts.append(f"## {task.folder}, {protocol.replace('_', ' ')}: {metric}\n")
+                header = "| loss | " + " | ".join(f"noise {_fmt(n)} | Δ vs ce" for n in noise_rates)
+                published = HUI_BELKIN_BERT.get(task_name, {}).get(metric)
+                header += " | Hui & Belkin (BERT) |" if published else " |"
+                lines = [header, "|" + " --- |" * (1 + 2 * len(noise_rates) + (1 if published else 0))]
+                for loss_type in losses:
+                    cells = []
+                    for rate in noise_rates:
+                        row = next(
+                            (
+                                r
+                                for r in rows
+                                if r["loss_type"] == loss_type and float(r["noise_rate"]) == rate
+                            ),
+                            None,
+                        )
+                        ce = next(
+                            (
+                                r
+                                for r in summary
+                                if r["task"] == task_name
+                                and r["loss_type"] == "ce"
+                                and r["protocol"] == "early_stopping"
+                                and float(r["noise_rate"]) == rate
+                            ),
+                            None,
+                        )
+                        stats = row["metrics"].get(metric) if row else None
+                        cells.append(_mean_std(stats))
+                        if row and ce and loss_type != "ce" and stats and stats.get("mean") is not None:
+                            cells.append(f"{100 * (stats['mean'] - ce['metrics'][metric]['mean']):+.2f}")
+                        else:
+                            cells.append("")
+                    line = f"| {loss_type} | " + " | ".join(cells)
+                    if published:
+                        line += f" | {published.get(loss_type, '-')} |"
+                    else:
+                        line += " |"
+                    lines.append(line)
+                parts.append("\n".join(lines) + "\n")
+        if HUI_BELKIN_BERT.get(task_name):
+            parts.append(
+                f"Hui & Belkin's column: BERT fine-tuned on the full task, mean of {HUI_BELKIN_SEEDS} seeds, "
+                "clean labels, as published; not comparable in scale with these runs.\n"
+            )
+    parts.append("## Per-seed numbers\n")
+    metric_cols = [m for m in dict.fromkeys(k for r in runs for k in r if k in _METRIC_NAMES and k != "loss")]
+    lines = [
+        "| task | protocol | loss | noise | realised | seed | " + " | ".join(metric_cols) + " | epoch kept |",
+        "|" + " --- |" * (7 + len(metric_cols)),
+    ]
+    for r in runs:
+        metrics = " | ".join(_pct(r.get(m)) for m in metric_cols)
+        lines.append(
+            f"| {r['task']} | {r['protocol']} | {r['loss_type']} | {_fmt(float(r['noise_rate']))} | "
+            f"{float(r.get('realised_noise_rate') or 0):.3f} | {r['seed']} | {metrics} | "
+            f"{_fmt(r.get('model_epoch'))} |"
+        )
+    parts.append("\n".join(lines) + "\n")
+    plots = sorted(p.name for p in root.glob("*.png"))
+    if plots:
+        parts.append("## Plots\n")
+        parts += [f"![{p.removesuffix('.png').replace('_', ' ')}]({p})\n" for p in plots]
+    refs = [key for c in configs.values() for key in c.spec.references]
+    refs.append("hui2021evaluation")
+    parts.append("## Citation\n\n```bibtex\n" + bibtex(*dict.fromkeys(refs)) + "\n```\n")
+    return "\n".join(parts)
