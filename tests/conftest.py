@@ -44,3 +44,29 @@ def _offline_hub():
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     yield
+
+
+def _shield_speechbrain_lazy_modules() -> None:
+    """SpeechBrain puts lazy modules for optional integrations (k2, spaCy, ...) in ``sys.modules``; reading their
+    ``__file__`` imports them and raises ImportError when the integration is not installed. Hypothesis reads
+    ``__file__`` of every module in ``sys.modules`` before and during property tests, so give the unloaded lazy
+    modules a ``__file__`` of None (nothing is imported, their behaviour is otherwise unchanged)."""
+    import sys
+
+    if "speechbrain" not in sys.modules:
+        return
+    from speechbrain.utils.importutils import LazyModule
+
+    for module in list(sys.modules.values()):
+        if isinstance(module, LazyModule) and module.lazy_module is None and "__file__" not in vars(module):
+            module.__file__ = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    _shield_speechbrain_lazy_modules()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item):
+    _shield_speechbrain_lazy_modules()
