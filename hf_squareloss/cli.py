@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .compare.command import add_compare_parser
 from .registry import loss_types
 
 
@@ -66,6 +67,67 @@ def _run_demo(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _add_card_and_push(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "card",
+        help="write the model card (README.md) of a finished run or sweep folder",
+        description="Write README.md into a finished GLUE run folder or a comparison sweep folder: YAML metadata "
+        "with a model-index and the loss block, the loss formula, how to read the outputs, hyper-parameters, "
+        "results and citations.",
+    )
+    p.add_argument("folder", help="a run folder (with run_summary.json) or a sweep folder")
+    p.add_argument("--base-model", default=None, help="Hub id of the model the run started from")
+    p.set_defaults(func=_run_card)
+    p = sub.add_parser(
+        "push",
+        help="push a finished run or sweep folder (with its card) to the Hugging Face Hub",
+        description="Write the model card if missing, then create the repository and upload the folder "
+        "(checkpoints excluded). Nothing local is changed when the push fails.",
+    )
+    p.add_argument("folder")
+    p.add_argument("--repo-id", required=True, help="user-or-org/name on the Hub")
+    p.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument(
+        "--base-model", default=None, help="Hub id of the model the run started from (for the card)"
+    )
+    p.add_argument("--rewrite-card", action="store_true", help="write README.md again even if it exists")
+    p.set_defaults(func=_run_push)
+
+
+def _write_card(folder: str, base_model: str | None) -> str:
+    from pathlib import Path
+
+    from .model_card import write_card
+
+    return str(write_card(Path(folder), base_model=base_model))
+
+
+def _run_card(ns: argparse.Namespace) -> int:
+    try:
+        print(f"wrote {_write_card(ns.folder, ns.base_model)}")
+    except ValueError as err:
+        print(f"hf-squareloss card: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run_push(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .hub import HubPushError, push_folder
+
+    try:
+        if ns.rewrite_card or not (Path(ns.folder) / "README.md").is_file():
+            print(f"wrote {_write_card(ns.folder, ns.base_model)}")
+        url = push_folder(ns.folder, ns.repo_id, token=ns.token, private=ns.private or None)
+    except (ValueError, HubPushError) as err:
+        print(f"hf-squareloss push: {err}", file=sys.stderr)
+        return 1
+    print(f"pushed {ns.folder} to {ns.repo_id}: {url}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -73,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo(sub)
+    add_compare_parser(sub)
+    _add_card_and_push(sub)
     return parser
 
 

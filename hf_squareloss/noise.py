@@ -50,8 +50,11 @@ class LabelNoise:
 
 
 def _check(rate: float, noise_type: str, num_classes: int) -> float:
-    rate = float(rate)
-    if not 0.0 <= rate <= 1.0:
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        raise ValueError(f"label noise rate must be a number in [0, 1], got {rate!r}") from None
+    if not 0.0 <= rate <= 1.0:  # also refuses nan
         raise ValueError(f"label noise rate must be in [0, 1], got {rate}")
     if noise_type not in NOISE_TYPES:
         raise ValueError(f"unknown label noise type {noise_type!r}; choose one of {NOISE_TYPES}")
@@ -114,6 +117,11 @@ def add_label_noise(
     """
     if label_column not in dataset.column_names:
         raise ValueError(f"dataset has no label column {label_column!r} (columns: {dataset.column_names})")
+    if f"clean_{label_column}" in dataset.column_names:
+        raise ValueError(
+            f"dataset already has a clean_{label_column} column: its labels are already noisy; corrupt the clean "
+            "dataset instead"
+        )
     labels = np.asarray(dataset[label_column])
     if num_classes is None:
         feature = dataset.features[label_column]

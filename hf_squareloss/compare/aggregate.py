@@ -1,0 +1,176 @@
+"""Collecting the finished runs of a sweep folder into per-run rows and per-cell statistics.
+
+A cell is (task, protocol, loss type, noise rate); its statistics are over seeds: mean, sample standard deviation
+(``ddof=1``), the per-seed values, and the difference to cross-entropy in the same task and noise rate (for
+``same_epochs`` cells: to the ``early_stopping`` ``ce`` runs they matched), both as a difference of means and
+paired by seed.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..glue.outputs import SUMMARY_FILE, read_json
+from ..glue.tasks import get_task
+from ..registry import loss_types
+from .grid import REFERENCE_LOSS
+
+__all__ = ["cell_key", "collect_runs", "main_metric", "metric_names", "summarise"]
+
+RUN_COLUMNS = (
+    "task",
+    "protocol",
+    "loss_type",
+    "loss",
+    "noise_type",
+    "noise_rate",
+    "realised_noise_rate",
+    "seed",
+)
+EXTRA_COLUMNS = (
+    "model_epoch",
+    "best_epoch",
+    "epochs_trained",
+    "stopped_early",
+    "num_train_examples",
+    "num_eval_examples",
+    "train_seconds",
+    "wall_seconds",
+    "run_dir",
+)
+
+
+def metric_names(task: str) -> list[str]:
+    """The GLUE metrics of ``task`` (MNLI adds its mismatched accuracy as ``accuracy_mm``)."""
+    t = get_task(task)
+    names = list(t.metrics)
+    if len(t.eval_splits) > 1:
+        names += [f"{m}_mm" for m in t.metrics]
+    return names
+
+
+def main_metric(task: str) -> str:
+    return get_task(task).main_metric
+
+
+def _row(summary: Mapping[str, Any], run_dir: str) -> dict[str, Any]:
+    noise = summary.get("label_noise") or {}
+    evals = summary.get("eval_metrics") or {}
+    row: dict[str, Any] = {
+        "task": summary["task"],
+        "protocol": summary["protocol"]["name"],
+        "loss_type": summary["loss"]["loss_type"],
+        "loss": summary.get("loss_description", summary["loss"]["loss_type"]),
+        "noise_type": noise.get("noise_type", "none"),
+        "noise_rate": float(noise.get("rate", 0.0)),
+        "realised_noise_rate": float(noise.get("realised_rate", 0.0)),
+        "seed": int(summary["seed"]),
+    }
+    for name in metric_names(summary["task"]):
+        value = evals.get(f"eval_{name}")
+        row[name] = float(value) if value is not None else None
+    row.update(
+        model_epoch=summary.get("model_epoch"),
+        best_epoch=summary.get("best_epoch"),
+        epochs_trained=summary.get("epochs_trained"),
+        stopped_early=summary.get("stopped_early"),
+        num_train_examples=summary.get("num_train_examples"),
+        num_eval_examples=sum((summary.get("num_eval_examples") or {}).values()) or None,
+        train_seconds=(summary.get("train_metrics") or {}).get("train_runtime"),
+        wall_seconds=summary.get("wall_seconds"),
+        run_dir=run_dir,
+        history=summary.get("history", []),
+    )
+    return row
+
+
+def collect_runs(root: str | Path) -> list[dict[str, Any]]:
+    """One row per finished run under ``root`` (any depth), sorted by task, protocol, noise, loss (in the
+    registry's order), seed."""
+    root = Path(root)
+    rows = [_row(read_json(path), str(path.parent.relative_to(root))) for path in root.rglob(SUMMARY_FILE)]
+    order = {loss: i for i, loss in enumerate(loss_types())}
+    return sorted(
+        rows,
+        key=lambda r: (r["task"], r["protocol"], r["noise_rate"], order.get(r["loss_type"], 99), r["seed"]),
+    )
+
+
+def cell_key(row: Mapping[str, Any]) -> tuple[str, str, str, float]:
+    return (row["task"], row["protocol"], row["loss_type"], row["noise_rate"])
+
+
+def _stats(values: Sequence[float]) -> dict[str, Any]:
+    clean = [v for v in values if v is not None and math.isfinite(v)]
+    return {
+        "mean": statistics.fmean(clean) if clean else None,
+        "std": statistics.stdev(clean) if len(clean) > 1 else None,
+        "n": len(clean),
+    }
+
+
+def _reference_rows(
+    rows: Iterable[Mapping[str, Any]], task: str, noise_rate: float
+) -> dict[int, Mapping[str, Any]]:
+    return {
+        r["seed"]: r
+        for r in rows
+        if r["task"] == task
+        and r["protocol"] == "early_stopping"
+        and r["loss_type"] == REFERENCE_LOSS
+        and r["noise_rate"] == noise_rate
+    }
+
+
+def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per-cell statistics over seeds, with the differences to cross-entropy."""
+    cells: dict[tuple[str, str, str, float], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        cells.setdefault(cell_key(row), []).append(row)
+    out = []
+    for (task, protocol, loss_type, noise_rate), members in sorted(cells.items()):
+        members = sorted(members, key=lambda r: r["seed"])
+        reference = _reference_rows(rows, task, noise_rate)
+        cell: dict[str, Any] = {
+            "task": task,
+            "protocol": protocol,
+            "loss_type": loss_type,
+            "loss": members[0]["loss"],
+            "noise_rate": noise_rate,
+            "noise_type": members[0]["noise_type"],
+            "realised_noise_rate": _stats([r["realised_noise_rate"] for r in members])["mean"],
+            "seeds": [r["seed"] for r in members],
+            "n_seeds": len(members),
+            "model_epoch": _stats([r["model_epoch"] for r in members]),
+            "epochs_trained": _stats([r["epochs_trained"] for r in members]),
+            "metrics": {},
+        }
+        for name in metric_names(task):
+            values = [r.get(name) for r in members]
+            entry = {**_stats(values), "per_seed": dict(zip(cell["seeds"], values, strict=True))}
+            ref_values = [r.get(name) for r in reference.values()]
+            is_reference = protocol == "early_stopping" and loss_type == REFERENCE_LOSS
+            if reference and not is_reference:
+                ref = _stats(ref_values)
+                paired = [
+                    r[name] - reference[r["seed"]][name]
+                    for r in members
+                    if r["seed"] in reference
+                    and r.get(name) is not None
+                    and reference[r["seed"]].get(name) is not None
+                ]
+                entry["delta_vs_ce"] = (
+                    entry["mean"] - ref["mean"]
+                    if entry["mean"] is not None and ref["mean"] is not None
+                    else None
+                )
+                entry["paired_delta"] = _stats(paired)
+                entry["wins_vs_ce"] = sum(d > 0 for d in paired)
+                entry["ties_vs_ce"] = sum(d == 0 for d in paired)
+            cell["metrics"][name] = entry
+        out.append(cell)
+    return out

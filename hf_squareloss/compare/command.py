@@ -1,0 +1,202 @@
+"""``hf-squareloss compare``: run the comparison grid through the GLUE recipe, then aggregate it."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from ..registry import loss_types
+from .grid import SWEEP_PROTOCOLS, SweepSpec, accelerate_form, parse_per_task, single_process_form
+
+__all__ = ["add_compare_parser", "run_compare"]
+
+_EPILOG = """\
+Arguments after `--` go to every run of the recipe (see `python -m hf_squareloss.glue.run -h`), e.g.
+  hf-squareloss compare --output_dir sweeps/glue --model_name_or_path MODEL --tasks mrpc sst2 \\
+      --data_root ../shared/data/glue --max_train_samples sst2=8000 -- --num_train_epochs 5 --learning_rate 5e-5
+
+Rerunning the same command continues an interrupted sweep: finished runs are kept, a half-finished run resumes
+from its last checkpoint. `--aggregate_only` rebuilds the tables and plots from the finished runs.
+"""
+
+
+def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``compare`` subcommand on the ``hf-squareloss`` parser."""
+    p = subparsers.add_parser(
+        "compare",
+        help="run a grid of GLUE tasks x losses x label-noise rates x seeds, resumably, and report it",
+        description="Run the GLUE recipe over tasks x loss types x label-noise rates x seeds, one run after "
+        "another, and aggregate the results into results.csv/json, RESULTS.md and PNG plots.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--output_dir", "--output-dir", required=True, help="sweep folder (one sub-folder per run)"
+    )
+    p.add_argument("--model_name_or_path", "--model-name-or-path", required=True, help="model to fine-tune")
+    p.add_argument("--tasks", nargs="+", required=True, metavar="TASK", help="GLUE tasks, e.g. mrpc sst2")
+    p.add_argument(
+        "--losses",
+        nargs="+",
+        default=["ce", "square", "tce", "softmax_mse"],
+        choices=loss_types(),
+        metavar="LOSS",
+        help=f"loss types, from {loss_types()} (default: %(default)s)",
+    )
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: %(default)s)")
+    p.add_argument(
+        "--noise",
+        nargs="+",
+        type=float,
+        default=[0.0, 0.4],
+        metavar="ETA",
+        help="label-noise rates (default: %(default)s)",
+    )
+    p.add_argument(
+        "--noise_type",
+        "--noise-type",
+        default="symmetric",
+        choices=["symmetric", "pair"],
+        help="label-noise type of every run (default: %(default)s)",
+    )
+    p.add_argument(
+        "--protocols",
+        nargs="+",
+        default=["early_stopping"],
+        choices=list(SWEEP_PROTOCOLS),
+        help="early_stopping, and same_epochs (each non-ce loss for the epochs of the ce run with the same "
+        "noise and seed) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--early_stopping_patience",
+        "--early-stopping-patience",
+        type=int,
+        default=None,
+        metavar="N",
+        help="patience of the early_stopping runs (default: the recipe's, 5)",
+    )
+    p.add_argument(
+        "--data_root",
+        "--data-root",
+        default=None,
+        help="folder with GLUE's task folders (MRPC/, SST-2/...) in the original TSV layout; default: the Hub",
+    )
+    p.add_argument(
+        "--max_train_samples",
+        "--max-train-samples",
+        nargs="+",
+        default=None,
+        metavar="[TASK=]N",
+        help="training subset, for every task (N) or per task (sst2=8000)",
+    )
+    p.add_argument(
+        "--max_eval_samples",
+        "--max-eval-samples",
+        nargs="+",
+        default=None,
+        metavar="[TASK=]N",
+        help="evaluation subset, for every task (N) or per task (qqp=1000)",
+    )
+    p.add_argument(
+        "--launcher",
+        default=None,
+        help="command that starts each run instead of this Python, e.g. 'accelerate launch --num_processes 8'",
+    )
+    p.add_argument(
+        "--report_dir",
+        "--report-dir",
+        default=None,
+        help="where the tables and plots go (default: the sweep folder)",
+    )
+    p.add_argument("--title", default=None, help="title of RESULTS.md")
+    p.add_argument("--dry_run", "--dry-run", action="store_true", help="print the runs' commands and exit")
+    p.add_argument(
+        "--aggregate_only", "--aggregate-only", action="store_true", help="only rebuild the report"
+    )
+    p.add_argument(
+        "--verbose", action="store_true", help="echo the runs' whole output, not only progress lines"
+    )
+    p.add_argument("recipe_args", nargs="*", help="after `--`: arguments for every run of the recipe")
+    p.set_defaults(func=run_compare)
+    return p
+
+
+def _spec(ns: argparse.Namespace) -> SweepSpec:
+    return SweepSpec(
+        model_name_or_path=ns.model_name_or_path,
+        tasks=ns.tasks,
+        losses=ns.losses,
+        seeds=ns.seeds,
+        noise_rates=ns.noise,
+        noise_type=ns.noise_type,
+        protocols=ns.protocols,
+        data_root=str(Path(ns.data_root).expanduser().resolve()) if ns.data_root else None,
+        max_train_samples=parse_per_task(ns.max_train_samples, "max_train_samples"),
+        max_eval_samples=parse_per_task(ns.max_eval_samples, "max_eval_samples"),
+        recipe_args=ns.recipe_args,
+        early_stopping_patience=ns.early_stopping_patience,
+    )
+
+
+def _check_recipe_args(spec: SweepSpec, root: Path) -> None:
+    """Parse the arguments of the first run of each protocol with the recipe's parser, so that a typo or an
+    inconsistent setting fails before any run."""
+    from ..glue.run import parse_args
+
+    firsts = {run.protocol: run for run in reversed(spec.runs())}
+    for run in firsts.values():
+        try:
+            parse_args(spec.recipe_argv(run, root))
+        except SystemExit as err:  # argparse has printed why
+            raise ValueError(f"the recipe refuses these arguments: {shlex.join(spec.recipe_args)}") from err
+        except ValueError as err:
+            raise ValueError(
+                f"the recipe refuses the arguments of its {run.protocol} runs ({shlex.join(spec.recipe_args)}): {err}"
+            ) from err
+
+
+def run_compare(ns: argparse.Namespace) -> int:
+    from .runner import run_sweep
+
+    prog = "hf-squareloss compare"
+    try:
+        spec = _spec(ns)
+        root = Path(ns.output_dir).expanduser().resolve()
+        if not ns.aggregate_only:
+            _check_recipe_args(spec, root)
+    except ValueError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
+    if ns.dry_run:
+        for run in spec.runs():
+            argv = spec.recipe_argv(run, root)
+            print(f"# {run.label}\n{shlex.join(single_process_form(argv))}\n# {accelerate_form(argv)}")
+        print(f"# {len(spec.runs())} runs")
+        return 0
+    command = shlex.join(["hf-squareloss", *sys.argv[1:]]) if sys.argv[1:2] == ["compare"] else ""
+    code = 0
+    if not ns.aggregate_only:
+        started = time.perf_counter()
+        try:
+            outcome = run_sweep(spec, root, launcher=ns.launcher, verbose=ns.verbose, command=command)
+        except ValueError as err:
+            print(f"{prog}: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+        print(
+            f"sweep done in {time.perf_counter() - started:.0f}s: {len(outcome.finished)} run(s) finished now, "
+            f"{len(outcome.kept)} kept, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped"
+        )
+        for label in outcome.failed:
+            print(f"  failed: {label}", file=sys.stderr)
+        code = 0 if outcome.ok else 1
+    from .report import write_report
+
+    report_dir = Path(ns.report_dir).expanduser().resolve() if ns.report_dir else root
+    written = write_report(root, report_dir, spec=spec, title=ns.title)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return code

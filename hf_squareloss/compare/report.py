@@ -1,0 +1,394 @@
+"""Writing a sweep's report: ``results.csv``, ``summary.csv``, ``results.json``, ``RESULTS.md``, the plots, and a copy
+of every run's summary under ``runs/`` (small files, fit to be committed)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from ..glue.outputs import DATASET_FILE, RUN_ARGS_FILE, SUMMARY_FILE, read_json, write_json
+from ..registry import loss_types
+from .aggregate import EXTRA_COLUMNS, RUN_COLUMNS, collect_runs, metric_names, summarise
+from .grid import REFERENCE_LOSS, SweepSpec
+from .paper import HUI_BELKIN_BERT, HUI_BELKIN_SEEDS
+from .plots import write_plots
+from .runner import STATUS_FILE, SWEEP_FILE
+
+__all__ = ["format_results_md", "write_report"]
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _mean_std(entry: Mapping[str, Any]) -> str:
+    if entry.get("mean") is None:
+        return "–"
+    std = entry.get("std")
+    return f"{_pct(entry['mean'])} ± {_pct(std)}" if std is not None else _pct(entry["mean"])
+
+
+def _signed(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:+.2f}"
+
+
+def _delta(entry: Mapping[str, Any]) -> str:
+    if "delta_vs_ce" not in entry:
+        return ""
+    paired = entry.get("paired_delta") or {}
+    n = paired.get("n", 0)
+    text = _signed(entry.get("delta_vs_ce"))
+    if n:
+        std = paired.get("std")
+        spread = f" ± {_pct(std)}" if std is not None else ""
+        text += f" (paired{spread}; better in {entry.get('wins_vs_ce', 0)}/{n})"
+    return text
+
+
+def _loss_label(description: str) -> str:
+    """``ce (label_smoothing=0)`` -> ``ce``; other descriptions unchanged (``square (k=1, M=1)``)."""
+    return description.replace(" (label_smoothing=0)", "")
+
+
+def _duration(seconds: float | None) -> str:
+    if not seconds:
+        return "unknown"
+    return str(timedelta(seconds=round(seconds)))
+
+
+def _sessions_lines(status: Mapping[str, Any]) -> list[str]:
+    """The sweep's command(s) and wall time, from ``sweep_status.json``: one block per distinct command."""
+    sessions = [s for s in status.get("sessions", []) if s.get("command")]
+    if not sessions:
+        return []
+    commands: dict[str, list[Mapping[str, Any]]] = {}
+    for session in sessions:
+        commands.setdefault(session["command"], []).append(session)
+    lines = ["Command" + ("s, in the order they ran" if len(commands) > 1 else "") + ":", ""]
+    for command, runs in commands.items():
+        seconds = sum(float(s.get("seconds") or 0.0) for s in runs)
+        lines += [
+            "```bash",
+            command,
+            "```",
+            "",
+            f"Wall time: {_duration(seconds)} in {len(runs)} session{'s' if len(runs) != 1 else ''} "
+            f"({runs[0]['started_at']} to {runs[-1]['ended_at']}).",
+            "",
+        ]
+    environment = status.get("environment") or {}
+    if environment:
+        lines += ["Environment: " + ", ".join(f"`{k}={v}`" for k, v in environment.items()) + ".", ""]
+    return lines
+
+
+def _majority(dataset_path: Path) -> str:
+    """`` Majority class: 68.38% of validation.`` from ``dataset.json`` when it counts the labels, else ``""``."""
+    if not dataset_path.is_file():
+        return ""
+    dataset = read_json(dataset_path)
+    split = dataset.get("eval_split")
+    counts = (dataset.get("label_counts") or {}).get(split)
+    if not counts or not sum(counts.values()):
+        return ""
+    name, count = max(counts.items(), key=lambda item: item[1])
+    return f" Majority class of {split}: {name}, {100 * count / sum(counts.values()):.2f}%."
+
+
+def _setup_lines(root: Path, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Model, data and optimisation settings, read from one run of each task."""
+    lines = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        first = next(r for r in rows if r["task"] == task)
+        args_path = root / first["run_dir"] / RUN_ARGS_FILE
+        if not args_path.is_file():
+            continue
+        args = read_json(args_path)
+        training, data, protocol = args["training"], args["data"], args["protocol"]
+        resolved = protocol.get("resolved", {})
+        precision = (
+            "bf16 mixed precision" if training.get("bf16") else ("fp16" if training.get("fp16") else "fp32")
+        )
+        lines.append(
+            f"- **{task}**: model `{Path(args['model']['model_name_or_path']).name}`, "
+            f"{first['num_train_examples']:,} training / {first['num_eval_examples']:,} validation examples "
+            f"({'local TSV files' if data.get('data_dir') else 'Hub dataset ' + data.get('dataset_name', '')}), "
+            f"max_seq_length {data['max_seq_length']}, at most {training['num_train_epochs']:g} epochs, "
+            f"early-stopping patience {resolved.get('patience', '–')} on validation {resolved.get('metric_for_best_model')}, "
+            f"batch {training['per_device_train_batch_size']} x {training['gradient_accumulation_steps']}, "
+            f"learning rate {training['learning_rate']:g} ({training['lr_scheduler_type']}, warm-up "
+            f"{training['warmup_steps']:g}), weight decay {training['weight_decay']:g}, {precision}."
+            + _majority(root / first["run_dir"] / DATASET_FILE)
+        )
+    return lines
+
+
+def _task_tables(summary: Sequence[Mapping[str, Any]], task: str, protocol: str) -> list[str]:
+    cells = [c for c in summary if c["task"] == task and c["protocol"] == protocol]
+    if not cells:
+        return []
+    rates = sorted({c["noise_rate"] for c in cells})
+    present = {c["loss_type"] for c in cells}
+    losses = [loss for loss in loss_types() if loss in present]  # the registry's order: ce first
+    out = []
+    for metric in metric_names(task):
+        n_seeds = max(c["n_seeds"] for c in cells)
+        out += [
+            f"**{task}, {protocol.replace('_', ' ')}: validation {metric.replace('_', ' ')} (%)**, mean ± std over "
+            f"{n_seeds} seed{'s' if n_seeds != 1 else ''}; Δ: difference to cross-entropy (`{REFERENCE_LOSS}`, "
+            "early stopping) with the standard deviation of the per-seed differences",
+            "",
+            "| loss | " + " | ".join(f"noise {r:g} | Δ vs ce" for r in rates) + " |",
+            "|---|" + "---|---|" * len(rates),
+        ]
+        for loss in losses:
+            row = [_loss_label(next(c["loss"] for c in cells if c["loss_type"] == loss))]
+            for rate in rates:
+                cell = next((c for c in cells if c["loss_type"] == loss and c["noise_rate"] == rate), None)
+                entry = cell["metrics"][metric] if cell else {}
+                row += [_mean_std(entry), _delta(entry)]
+            out.append("| " + " | ".join(row) + " |")
+        out.append("")
+    return out
+
+
+def _paper_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = [
+        "| task | metric | Hui & Belkin BERT: square | ce | Δ | ours: square | ce | Δ (paired ± std) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    found = False
+    for task, metrics in HUI_BELKIN_BERT.items():
+        for metric, values in metrics.items():
+            ours = {
+                c["loss_type"]: c["metrics"].get(metric, {})
+                for c in summary
+                if c["task"] == task and c["protocol"] == "early_stopping" and c["noise_rate"] == 0.0
+            }
+            if "square" not in ours and REFERENCE_LOSS not in ours:
+                continue
+            found = True
+            square, ce = ours.get("square", {}), ours.get(REFERENCE_LOSS, {})
+            lines.append(
+                f"| {task} | {metric} | {values['square']:.1f} | {values['ce']:.1f} | "
+                f"{values['square'] - values['ce']:+.1f} | {_mean_std(square)} | {_mean_std(ce)} | {_delta(square)} |"
+            )
+    return lines if found else []
+
+
+def format_results_md(
+    root: Path,
+    rows: Sequence[Mapping[str, Any]],
+    summary: Sequence[Mapping[str, Any]],
+    *,
+    title: str | None = None,
+    status: Mapping[str, Any] | None = None,
+    plots: Sequence[Path] = (),
+) -> str:
+    """The Markdown report of a sweep."""
+    status = status or {}
+    lines = [f"# {title or 'Loss comparison on GLUE'}", ""]
+    lines += [
+        f"{len(rows)} finished runs; validation (dev) metrics of the model each run kept. Generated by "
+        "`hf-squareloss compare` from the run folders; per-run numbers in `results.csv`, per-cell statistics in "
+        "`summary.csv` and `results.json`, each run's summary under `runs/`.",
+        "",
+    ]
+    lines += _sessions_lines(status)
+    setup = _setup_lines(root, rows)
+    if setup:
+        lines += ["## Setup", "", *setup, ""]
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    protocols = list(dict.fromkeys(r["protocol"] for r in rows))
+    lines += ["## Results", ""]
+    for task in tasks:
+        for protocol in protocols:
+            lines += _task_tables(summary, task, protocol)
+    paper = _paper_table(summary)
+    if paper:
+        lines += [
+            "## Beside Hui & Belkin (ICLR 2021)",
+            "",
+            f"Their BERT fine-tuning numbers (mean of {HUI_BELKIN_SEEDS} seeds, clean labels) and ours at noise 0 "
+            "with early stopping.",
+            "",
+            *paper,
+            "",
+        ]
+    epochs = _epochs_table(summary)
+    if epochs:
+        lines += ["## Epochs", "", *epochs, ""]
+    if plots:
+        lines += ["## Plots", ""]
+        lines += [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots]
+        lines.append("")
+    lines += ["## Per seed", "", _per_seed_table(rows), ""]
+    return "\n".join(lines)
+
+
+def _epochs_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Mean over seeds of the epoch of the kept model and of the epochs run, per cell."""
+    order = {loss: i for i, loss in enumerate(loss_types())}
+    cells = sorted(
+        (
+            c
+            for c in summary
+            if c["model_epoch"]["mean"] is not None and c["epochs_trained"]["mean"] is not None
+        ),
+        key=lambda c: (c["task"], c["protocol"], c["noise_rate"], order.get(c["loss_type"], len(order))),
+    )
+    if not cells:
+        return []
+    lines = [
+        "Mean over seeds of the epoch whose model was kept and of the epochs run.",
+        "",
+        "| task | protocol | noise | loss | kept epoch | epochs run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        lines.append(
+            f"| {c['task']} | {c['protocol']} | {c['noise_rate']:g} | {c['loss_type']} | "
+            f"{c['model_epoch']['mean']:.2f} | {c['epochs_trained']['mean']:.2f} |"
+        )
+    return lines
+
+
+def _per_seed_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    metrics = list(dict.fromkeys(m for r in rows for m in metric_names(r["task"])))
+    head = [
+        "task",
+        "protocol",
+        "loss",
+        "noise",
+        "realised noise",
+        "seed",
+        *metrics,
+        "kept epoch",
+        "epochs run",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        values = [_pct(r.get(m)) if m in r else "" for m in metrics]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["task"],
+                    r["protocol"],
+                    r["loss_type"],
+                    f"{r['noise_rate']:g}",
+                    f"{r['realised_noise_rate']:.3f}",
+                    str(r["seed"]),
+                    *values,
+                    f"{r['model_epoch']:g}" if r["model_epoch"] is not None else "–",
+                    f"{r['epochs_trained']:g}" if r["epochs_trained"] is not None else "–",
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, header: Sequence[str], records: Sequence[Mapping[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(header), extrasaction="ignore")
+        writer.writeheader()
+        for record in records:
+            writer.writerow({k: ("" if record.get(k) is None else record.get(k)) for k in header})
+
+
+def _summary_records(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    records = []
+    for cell in summary:
+        for metric, entry in cell["metrics"].items():
+            paired = entry.get("paired_delta") or {}
+            records.append(
+                {
+                    "task": cell["task"],
+                    "protocol": cell["protocol"],
+                    "loss_type": cell["loss_type"],
+                    "loss": cell["loss"],
+                    "noise_rate": cell["noise_rate"],
+                    "metric": metric,
+                    "n_seeds": entry["n"],
+                    "mean": entry["mean"],
+                    "std": entry["std"],
+                    "delta_vs_ce": entry.get("delta_vs_ce"),
+                    "paired_delta_std": paired.get("std"),
+                    "wins_vs_ce": entry.get("wins_vs_ce"),
+                    "per_seed": " ".join(
+                        f"{s}:{v:.4f}" for s, v in entry["per_seed"].items() if v is not None
+                    ),
+                }
+            )
+    return records
+
+
+def write_report(
+    root: str | Path,
+    report_dir: str | Path | None = None,
+    *,
+    spec: SweepSpec | None = None,
+    title: str | None = None,
+) -> list[Path]:
+    """Aggregate the finished runs under ``root`` into ``report_dir`` (default ``root``); return the files written."""
+    root = Path(root).resolve()
+    report_dir = Path(report_dir or root).resolve()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    rows = collect_runs(root)
+    summary = summarise(rows)
+    status = read_json(root / STATUS_FILE) if (root / STATUS_FILE).is_file() else {}
+    sweep = read_json(root / SWEEP_FILE) if (root / SWEEP_FILE).is_file() else {}
+    written: list[Path] = []
+
+    metrics = list(dict.fromkeys(m for r in rows for m in metric_names(r["task"])))
+    _write_csv(report_dir / "results.csv", [*RUN_COLUMNS, *metrics, *EXTRA_COLUMNS], rows)
+    _write_csv(
+        report_dir / "summary.csv",
+        [
+            "task",
+            "protocol",
+            "loss_type",
+            "loss",
+            "noise_rate",
+            "metric",
+            "n_seeds",
+            "mean",
+            "std",
+            "delta_vs_ce",
+            "paired_delta_std",
+            "wins_vs_ce",
+            "per_seed",
+        ],
+        _summary_records(summary),
+    )
+    write_json(
+        report_dir / "results.json",
+        {
+            "sweep": {
+                "root": str(root),
+                "spec": spec.to_dict() if spec else sweep.get("spec"),
+                "command": status.get("command"),
+                "wall_seconds_all_sessions": status.get("wall_seconds_all_sessions"),
+                "sessions": status.get("sessions", []),
+            },
+            "summary": summary,
+            "runs": [{k: v for k, v in r.items() if k != "history"} for r in rows],
+        },
+    )
+    written += [report_dir / "results.csv", report_dir / "summary.csv", report_dir / "results.json"]
+    plots = write_plots(rows, report_dir) if rows else []
+    written += plots
+    runs_dir = report_dir / "runs"
+    for r in rows:
+        target = runs_dir / Path(r["run_dir"]).parent / f"{Path(r['run_dir']).name}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / r["run_dir"] / SUMMARY_FILE, target)
+    md = format_results_md(root, rows, summary, title=title, status=status, plots=plots)
+    (report_dir / "RESULTS.md").write_text(md, encoding="utf-8")
+    written.append(report_dir / "RESULTS.md")
+    return written

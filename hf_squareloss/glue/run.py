@@ -1,0 +1,318 @@
+"""Fine-tune a model on a GLUE task with the loss of your choice: the recipe behind ``recipes/glue/run_glue.py``.
+
+Follows the conventions of the ``transformers`` text-classification example (``HfArgumentParser`` over model,
+data and training arguments; ``all_results.json`` / ``eval_results.json`` and the model in ``--output_dir``), and
+adds the loss (``--loss_type``, ``--square_k``, ``--square_m``, ``--tce_alpha``), label noise on the training
+split (``--label_noise``) and the papers' protocols (``--protocol``). Run ``python -m hf_squareloss.glue.run -h``.
+
+A run resumes from the last checkpoint in ``--output_dir`` when it was interrupted, refuses to resume with other
+settings, and never overwrites a finished run (see :mod:`hf_squareloss.glue.outputs` for the folder's files).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..training_args import SquareLossTrainingArguments
+from .arguments import DataTrainingArguments, LabelNoiseArguments, ModelArguments, ProtocolArguments
+from .callbacks import PROGRESS_PREFIX, EpochProgressCallback
+from .outputs import (
+    DATASET_FILE,
+    LABEL_NOISE_FILE,
+    RUN_ARGS_FILE,
+    SUMMARY_FILE,
+    eval_history,
+    is_finished,
+    last_complete_checkpoint,
+    run_lock,
+    write_json,
+)
+from .preprocess import prepare_data, tokenize
+from .protocol import ProtocolSetup, configure_protocol
+from .records import check_resumable, run_args_record, run_summary
+from .tasks import GlueTask, get_task
+
+__all__ = ["ARGUMENT_CLASSES", "STSB_REFUSAL", "main", "parse_args", "run"]
+
+logger = logging.getLogger(__name__)
+
+ARGUMENT_CLASSES = (
+    ModelArguments,
+    DataTrainingArguments,
+    LabelNoiseArguments,
+    ProtocolArguments,
+    SquareLossTrainingArguments,
+)
+
+STSB_REFUSAL = (
+    "stsb is a regression task (a similarity score in [0, 5]) and the losses of this package are classification "
+    "losses, so the recipe does not train it. Its metrics (Pearson and Spearman) are in "
+    "hf_squareloss.glue.metrics; train it with the upstream transformers example (MSE loss)."
+)
+
+
+def parse_args(
+    argv: Sequence[str] | None = None,
+) -> tuple[
+    ModelArguments, DataTrainingArguments, LabelNoiseArguments, ProtocolArguments, SquareLossTrainingArguments
+]:
+    """Parse the command line (or a single ``.json`` file of arguments, as in the ``transformers`` examples)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def _compute_metrics(task: GlueTask):
+    from .metrics import Glue
+
+    metric = Glue(config_name=task.name, keep_in_memory=True)
+
+    def compute(prediction: Any) -> dict[str, float]:
+        logits = (
+            prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        )
+        return metric.compute(predictions=np.argmax(logits, axis=-1), references=prediction.label_ids)
+
+    return compute
+
+
+def _after_run(
+    training_args: SquareLossTrainingArguments,
+    output_dir: Path,
+    summary: dict[str, Any],
+    trainer: Any,
+) -> None:
+    """Call point once a run has finished and all its files are in ``output_dir``.
+
+    The model card and ``--push_to_hub`` are plugged in here; they can be written from the folder alone
+    (see :mod:`hf_squareloss.glue.outputs`). It runs on the main process only, after ``run_summary.json``.
+    Nothing is done yet.
+    """
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the recipe with ``argv`` (default: ``sys.argv[1:]``); return the run's summary."""
+    model_args, data_args, noise_args, protocol_args, training_args = parse_args(argv)
+    return run(model_args, data_args, noise_args, protocol_args, training_args, argv=argv)
+
+
+def run(
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    noise_args: LabelNoiseArguments,
+    protocol_args: ProtocolArguments,
+    training_args: SquareLossTrainingArguments,
+    argv: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The recipe on parsed arguments (see the module docstring)."""
+    import transformers
+
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    logging.getLogger("hf_squareloss").setLevel(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+
+    task = get_task(data_args.task_name)
+    if task.is_regression:
+        raise ValueError(STSB_REFUSAL)
+    if not (training_args.do_train or training_args.do_eval):
+        raise ValueError("nothing to do: pass --do_train and/or --do_eval")
+    setup = configure_protocol(protocol_args, training_args, task, data_args, noise_args)
+    training_args = setup.training_args
+    output_dir = Path(training_args.output_dir)
+    if is_finished(output_dir):
+        raise ValueError(
+            f"{output_dir} holds a finished run ({SUMMARY_FILE}); finished runs are never overwritten: choose "
+            "another --output_dir, or delete that folder to redo the run"
+        )
+    main_process = training_args.process_index == 0
+    if main_process:
+        with run_lock(output_dir):
+            return _run_locked(
+                model_args, data_args, noise_args, protocol_args, training_args, setup, task, argv
+            )
+    return _run_locked(model_args, data_args, noise_args, protocol_args, training_args, setup, task, argv)
+
+
+def _run_locked(
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    noise_args: LabelNoiseArguments,
+    protocol_args: ProtocolArguments,
+    training_args: SquareLossTrainingArguments,
+    setup: ProtocolSetup,
+    task: GlueTask,
+    argv: Sequence[str] | None,
+) -> dict[str, Any]:
+    from transformers import (
+        AutoConfig,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        default_data_collator,
+        set_seed,
+    )
+
+    from ..trainer import SquareLossTrainer
+
+    started = time.perf_counter()
+    output_dir = Path(training_args.output_dir)
+    main_process = training_args.process_index == 0
+    run_args = run_args_record(
+        argv, model_args, data_args, noise_args, protocol_args, training_args, setup.record
+    )
+
+    last_checkpoint = None
+    if output_dir.is_dir():
+        check_resumable(output_dir, run_args)
+        if training_args.do_train and training_args.resume_from_checkpoint is None:
+            found = last_complete_checkpoint(output_dir, remove_incomplete=main_process)
+            last_checkpoint = str(found) if found is not None else None
+    if last_checkpoint is not None and main_process:
+        print(f"{PROGRESS_PREFIX} resuming the interrupted run from {last_checkpoint}", flush=True)
+    if main_process:
+        write_json(output_dir / RUN_ARGS_FILE, run_args)
+
+    set_seed(training_args.seed)
+
+    # ---- data ---------------------------------------------------------------------------------------------
+    raw, noise_record, dataset_record = prepare_data(
+        task,
+        data_args,
+        noise_args,
+        do_train=training_args.do_train,
+        do_eval=training_args.do_eval,
+        cache_dir=model_args.cache_dir,
+    )
+    if main_process:
+        write_json(output_dir / DATASET_FILE, dataset_record)
+        if noise_record is not None:
+            write_json(output_dir / LABEL_NOISE_FILE, noise_record)
+
+    # ---- model --------------------------------------------------------------------------------------------
+    hub = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
+    config = AutoConfig.from_pretrained(
+        model_args.config_name or model_args.model_name_or_path,
+        num_labels=task.num_labels,
+        id2label=task.id2label,
+        label2id=task.label2id,
+        **hub,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.tokenizer_name or model_args.model_name_or_path, **hub
+    )
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_args.model_name_or_path,
+        config=config,
+        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+        **hub,
+    )
+    with training_args.main_process_first(desc="tokenization"):
+        encoded = {
+            split: tokenize(ds, task, tokenizer, data_args, f"tokenizing {split}")
+            for split, ds in raw.items()
+        }
+    if data_args.pad_to_max_length:
+        collator = default_data_collator
+    else:
+        multiple = 8 if (training_args.fp16 or training_args.bf16) else None
+        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
+
+    metric = setup.record.get("metric_for_best_model") or task.main_metric
+    progress = EpochProgressCallback(metric, bool(setup.record.get("greater_is_better", True)))
+    eval_main = encoded.get(task.eval_splits[0])
+    trainer = SquareLossTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=encoded.get("train"),
+        eval_dataset=eval_main,
+        processing_class=tokenizer,
+        data_collator=collator,
+        compute_metrics=_compute_metrics(task),
+        callbacks=[*setup.callbacks, progress],
+    )
+    loss_description = trainer.loss_function.config.describe()
+    if main_process:
+        print(
+            f"{PROGRESS_PREFIX} {task.name} | {loss_description} | protocol {setup.record['name']} | "
+            f"label noise {noise_args.label_noise:g} | seed {training_args.seed} | {output_dir}",
+            flush=True,
+        )
+
+    # ---- train --------------------------------------------------------------------------------------------
+    history: list[dict[str, Any]] = []
+    train_metrics: dict[str, Any] = {}
+    if training_args.do_train:
+        checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()  # model, tokenizer and config (with the loss record)
+        train_metrics = dict(train_result.metrics)
+        train_metrics["train_samples"] = len(encoded["train"])
+        trainer.log_metrics("train", train_metrics)
+        trainer.save_metrics("train", train_metrics)
+        trainer.save_state()
+        history = eval_history(trainer.state.log_history)
+    trainer.remove_callback(progress)
+
+    # ---- evaluate -----------------------------------------------------------------------------------------
+    eval_metrics: dict[str, Any] = {}
+    if training_args.do_eval:
+        for i, split in enumerate(task.eval_splits):
+            metrics = trainer.evaluate(eval_dataset=encoded[split])
+            metrics["eval_samples"] = len(encoded[split])
+            suffix = "" if i == 0 else "_mm"  # MNLI mismatched, named as in the transformers example
+            eval_metrics.update({f"{k}{suffix}": v for k, v in metrics.items()})
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+
+    # ---- summary (written last: it marks the run as finished) -----------------------------------------------
+    summary = run_summary(
+        task,
+        trainer,
+        training_args,
+        setup.record,
+        noise_record,
+        dataset_record,
+        history,
+        train_metrics,
+        eval_metrics,
+        model_args,
+        data_args,
+        started,
+    )
+    if main_process:
+        write_json(output_dir / SUMMARY_FILE, summary)
+        if not protocol_args.keep_checkpoints:
+            for folder in output_dir.glob("checkpoint-*"):
+                shutil.rmtree(folder, ignore_errors=True)
+        main_key = f"eval_{task.main_metric}"
+        if main_key in eval_metrics:
+            print(
+                f"{PROGRESS_PREFIX} done: {main_key}={eval_metrics[main_key]:.4f} (model of epoch "
+                f"{summary['model_epoch']}) in {summary['wall_seconds']:.0f}s",
+                flush=True,
+            )
+        _after_run(training_args, output_dir, summary, trainer)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
