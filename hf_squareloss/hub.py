@@ -62,8 +62,8 @@ def push_folder(
         raise HubPushError(
             f"{folder} has no README.md model card: write it with `hf-squareloss card {folder}`"
         )
-    if "/" not in repo_id or repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise HubPushError(f"repo id must look like 'user-or-org/name', got {repo_id!r}")
+    if repo_id.count("/") > 1 or not all(repo_id.split("/")):
+        raise HubPushError(f"repo id must look like 'user-or-org/name' or 'name', got {repo_id!r}")
     token = token or get_token()
     if constants.HF_HUB_OFFLINE:
         raise HubPushError(
@@ -77,6 +77,8 @@ def push_folder(
         )
     api = HfApi(token=token)
     try:
+        if "/" not in repo_id:  # the token's own namespace, as the Trainer does
+            repo_id = f"{api.whoami()['name']}/{repo_id}"
         api.create_repo(repo_id, private=private, exist_ok=True)
         info = api.upload_folder(
             folder_path=str(folder),

@@ -37,6 +37,12 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         "--output_dir", "--output-dir", required=True, help="sweep folder (one sub-folder per run)"
     )
     p.add_argument("--model_name_or_path", "--model-name-or-path", required=True, help="model to fine-tune")
+    p.add_argument(
+        "--base_model_id",
+        "--base-model-id",
+        default=None,
+        help="Hub id of that model, for the model cards, when --model_name_or_path is a local folder",
+    )
     p.add_argument("--tasks", nargs="+", required=True, metavar="TASK", help="GLUE tasks, e.g. mrpc sst2")
     p.add_argument(
         "--losses",
@@ -138,6 +144,7 @@ def _spec(ns: argparse.Namespace) -> SweepSpec:
         max_eval_samples=parse_per_task(ns.max_eval_samples, "max_eval_samples"),
         recipe_args=ns.recipe_args,
         early_stopping_patience=ns.early_stopping_patience,
+        base_model_id=ns.base_model_id,
     )
 
 

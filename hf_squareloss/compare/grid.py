@@ -61,6 +61,7 @@ CONTROLLED_FLAGS = (
     "--early_stopping_patience",
     "--max_train_samples",
     "--max_eval_samples",
+    "--base_model_id",
 )
 
 
@@ -130,6 +131,8 @@ class SweepSpec:
     """Arguments given to every run (learning rate, epochs, batch size, ``--tce_alpha``...)."""
     early_stopping_patience: int | None = None
     """Patience of the ``early_stopping`` runs (the recipe's default when None); ``same_epochs`` runs take none."""
+    base_model_id: str | None = None
+    """Hub id of the model fine-tuned, for the model cards (when ``model_name_or_path`` is a local folder)."""
 
     def __post_init__(self) -> None:
         self.tasks = [get_task(t).name for t in self.tasks]
@@ -230,6 +233,8 @@ class SweepSpec:
             argv += ["--reference_run", str(root / reference.relpath)]
         if run.protocol == "early_stopping" and self.early_stopping_patience is not None:
             argv += ["--early_stopping_patience", str(self.early_stopping_patience)]
+        if self.base_model_id:
+            argv += ["--base_model_id", self.base_model_id]
         if self.data_root is not None:
             argv += ["--data_dir", str(Path(self.data_root) / task.folder)]
         for flag, table in (

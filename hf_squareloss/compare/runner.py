@@ -43,7 +43,8 @@ _RECORDED_ENV = (
     "HF_SQUARELOSS_MODELS",
 )
 # arguments that name places, not settings: they may differ when a sweep folder has moved
-_PATH_FLAGS = ("--output_dir", "--reference_run")
+# flags whose value says where, or names things, without changing what a run computes
+_PATH_FLAGS = ("--output_dir", "--reference_run", "--base_model_id")
 
 
 class SweepInterrupted(KeyboardInterrupt):

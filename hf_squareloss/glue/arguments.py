@@ -44,6 +44,13 @@ class ModelArguments:
     model_revision: str = field(
         default="main", metadata={"help": "Model version to use (branch name, tag or commit id)."}
     )
+    base_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id of the model fine-tuned, written as base_model in the model card; needed when "
+            "--model_name_or_path is a local folder (a Hub id is used as it is)."
+        },
+    )
     ignore_mismatched_sizes: bool = field(
         default=False,
         metadata={"help": "Load a checkpoint whose classification head has another number of labels."},

@@ -89,22 +89,43 @@ def _compute_metrics(task: GlueTask):
     return compute
 
 
-def _after_run(
-    training_args: SquareLossTrainingArguments,
-    output_dir: Path,
-    summary: dict[str, Any],
-    trainer: Any,
-) -> None:
-    """Call point once a run has finished and all its files are in ``output_dir``.
+def _after_run(training_args: SquareLossTrainingArguments, output_dir: Path, push: bool) -> str | None:
+    """Once every file of the run is in ``output_dir``: write its model card, then push the folder when asked.
 
-    The model card and ``--push_to_hub`` are plugged in here; they can be written from the folder alone
-    (see :mod:`hf_squareloss.glue.outputs`). It runs on the main process only, after ``run_summary.json``.
-    Nothing is done yet.
+    Runs on the main process only. The push is done here, once, with our card, rather than by the Trainer during
+    training: an unreachable Hub or a missing token never interrupts a run. Returns the reason the push failed
+    (None when it was not asked for or succeeded); the local folder is complete either way.
     """
+    from ..hub import HubPushError, push_folder
+    from ..model_card import write_run_card
+
+    try:
+        card = write_run_card(output_dir)
+        print(f"{PROGRESS_PREFIX} model card: {card}", flush=True)
+    except (OSError, ValueError) as err:
+        message = f"the model card of {output_dir} could not be written: {err}"
+        print(f"{PROGRESS_PREFIX} {message}", file=sys.stderr, flush=True)
+        return message if push else None
+    if not push:
+        return None
+    repo_id = training_args.hub_model_id or output_dir.resolve().name
+    try:
+        url = push_folder(
+            output_dir, repo_id, token=training_args.hub_token, private=training_args.hub_private_repo
+        )
+    except HubPushError as err:
+        print(f"{PROGRESS_PREFIX} push to the Hub failed: {err}", file=sys.stderr, flush=True)
+        return str(err)
+    print(f"{PROGRESS_PREFIX} pushed {output_dir} to {repo_id}: {url}", flush=True)
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the recipe with ``argv`` (default: ``sys.argv[1:]``); return the run's summary."""
+    """Run the recipe with ``argv`` (default: ``sys.argv[1:]``); return the run's summary.
+
+    With ``--push_to_hub``, a failed push leaves ``push_error`` in the returned summary (the command then exits
+    with status 1); the run's folder is complete and can be pushed later with ``hf-squareloss push``.
+    """
     model_args, data_args, noise_args, protocol_args, training_args = parse_args(argv)
     return run(model_args, data_args, noise_args, protocol_args, training_args, argv=argv)
 
@@ -137,6 +158,9 @@ def run(
         raise ValueError("nothing to do: pass --do_train and/or --do_eval")
     setup = configure_protocol(protocol_args, training_args, task, data_args, noise_args)
     training_args = setup.training_args
+    # pushed once, with its card, when the run is complete (_after_run), never by the Trainer mid-run
+    push = bool(training_args.push_to_hub)
+    training_args.push_to_hub = False
     output_dir = Path(training_args.output_dir)
     if is_finished(output_dir):
         raise ValueError(
@@ -146,9 +170,12 @@ def run(
     main_process = training_args.process_index == 0
     if main_process:
         with run_lock(output_dir):
-            return _run_locked(
+            summary = _run_locked(
                 model_args, data_args, noise_args, protocol_args, training_args, setup, task, argv
             )
+        # after the lock is released: the folder is finished, and pushing it may take a while
+        error = _after_run(training_args, output_dir, push)
+        return summary if error is None else {**summary, "push_error": error}
     return _run_locked(model_args, data_args, noise_args, protocol_args, training_args, setup, task, argv)
 
 
@@ -310,9 +337,8 @@ def _run_locked(
                 f"{summary['model_epoch']}) in {summary['wall_seconds']:.0f}s",
                 flush=True,
             )
-        _after_run(training_args, output_dir, summary, trainer)
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(1 if "push_error" in main() else 0)

@@ -5,7 +5,9 @@ A thin entry point: the recipe lives in ``hf_squareloss.glue.run`` so that ``hf-
 same code. See ``recipes/glue/README.md`` and ``python recipes/glue/run_glue.py -h``.
 """
 
+import sys
+
 from hf_squareloss.glue.run import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(1 if "push_error" in main() else 0)
