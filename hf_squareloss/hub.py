@@ -47,6 +47,8 @@ def push_folder(
 ) -> str:
     """Create ``repo_id`` if needed and upload ``folder`` to it; return the commit URL.
 
+    ``repo_id`` is ``user-or-org/name``, or ``name`` alone for the token owner's namespace.
+
     ``token`` defaults to the one ``huggingface_hub`` finds (``HF_TOKEN``, ``hf auth login``). With
     ``require_card`` the folder must hold a ``README.md`` (write it first with ``hf-squareloss card``).
     Raises :class:`HubPushError` with a message saying what to do when the token is missing, the Hub is
