@@ -144,6 +144,7 @@ def test_recipe_pushes_the_finished_run(hub, tiny_model, shared_data, tmp_path: 
     out = tmp_path / "run"
     argv = _argv(tiny_model, shared_data, out, "--push_to_hub", "--hub_model_id", "tester/mrpc-square")
     argv += ["--hub_private_repo", "true", "--save_strategy", "epoch", "--keep_checkpoints", "true"]
+    commits = hub.commits
     proc = subprocess.run(
         [sys.executable, "-m", "hf_squareloss.glue.run", *argv],
         env=_env(tmp_path, hub.url, TOKEN),
@@ -154,6 +155,7 @@ def test_recipe_pushes_the_finished_run(hub, tiny_model, shared_data, tmp_path: 
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = hub.repos["tester/mrpc-square"]
     assert hub.private["tester/mrpc-square"] is True
+    assert hub.commits == commits + 1  # one push, when finished: none by the Trainer during training
     # the weights, config, tokenizer and card arrived byte for byte; checkpoints stayed local
     for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "eval_results.json"):
         assert files[name] == (out / name).read_bytes(), name
