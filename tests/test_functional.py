@@ -507,3 +507,50 @@ def test_square_loss_allocates_only_the_gradient(dtype, autocast):
     with _LargeOutputs(min_bytes) as seen_ce:
         F.cross_entropy(logits.float(), labels).backward()
     assert len(seen_ce.storages) >= 3
+
+
+def test_tce_allocates_only_the_gradient_for_float32_logits():
+    n, c = 256, 1000
+    logits = torch.randn(n, c).requires_grad_(True)
+    labels = torch.randint(0, c, (n,))
+    with _LargeOutputs(n * c * 4) as seen:
+        hsl.tamed_cross_entropy(logits, labels, alpha=1.5).backward()
+    new = {ptr: op for ptr, op in seen.storages.items() if ptr != logits.untyped_storage().data_ptr()}
+    assert list(new) == [logits.grad.untyped_storage().data_ptr()], new
+    # and the gradient is still the cross-entropy gradient scaled by t^-alpha, item by item
+    x = logits.detach().double()
+    log_q = torch.log_softmax(x, dim=-1)
+    t = 1.0 - log_q[torch.arange(n), labels]
+    expected = torch.softmax(x, dim=-1)
+    expected[torch.arange(n), labels] -= 1.0
+    expected *= (t**-1.5 / n).unsqueeze(-1)
+    torch.testing.assert_close(logits.grad.double(), expected, rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 1.5, 3.0])
+@pytest.mark.parametrize("c", [3, hsl.functional.FUSED_TCE_MIN_CLASSES + 7])
+def test_tce_both_paths_match_the_formula_and_autograd(c, alpha):
+    """Below ``FUSED_TCE_MIN_CLASSES`` TCE goes through log-softmax, from it on through its own backward."""
+    torch.manual_seed(c)
+    logits = (3 * torch.randn(5, c, dtype=torch.float64)).requires_grad_(True)
+    labels = torch.tensor([0, c - 1, -100, 1, 2])
+    ours = hsl.tamed_cross_entropy(logits, labels, alpha=alpha, reduction="none")
+    torch.testing.assert_close(ours, ref_tce(logits, labels, alpha), rtol=1e-12, atol=1e-12)
+    # the same formula written with differentiable torch operations, for the reference gradient
+    ref_logits = logits.detach().clone().requires_grad_(True)
+    keep = labels != -100
+    rows, cols = torch.arange(5)[keep], labels[keep]
+    m = ref_logits.max(dim=-1).values
+    log_q_y = ref_logits[rows, cols] - (m[keep] + torch.exp(ref_logits[keep] - m[keep, None]).sum(-1).log())
+    t = 1.0 - log_q_y
+    tamed = torch.log(t) if alpha == 1 else (t ** (1 - alpha) - 1) / (1 - alpha)
+    expected = torch.zeros(5, dtype=torch.float64).index_put((rows,), tamed)
+    torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+    weights = torch.arange(1.0, 6.0, dtype=torch.float64)  # a non-uniform upstream gradient
+    (ours * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(logits.grad, ref_logits.grad, rtol=1e-10, atol=1e-12)
+    if c < 10 or alpha == 1.5:  # second derivatives (for Hessian-vector products); slow at large C
+        x = logits.detach()[:2].clone().requires_grad_(True)
+        fn = lambda z: hsl.tamed_cross_entropy(z, labels[:2], alpha=alpha)  # noqa: E731
+        assert torch.autograd.gradgradcheck(fn, (x,))
