@@ -272,9 +272,9 @@ def tame(nll: Tensor, alpha: float) -> Tensor:
 
 
 # From this many classes on, TCE uses its own autograd function: same values and gradient, a third of the peak
-# memory of the log-softmax path at C = 32,000, and about the same time; below it, log-softmax's fused kernels
-# are faster on CPU (docs/benchmarks.md).
-FUSED_TCE_MIN_CLASSES = 1000
+# memory of the log-softmax path, within a few percent of its time; with fewer classes log-softmax's fused kernels
+# are clearly faster on CPU (docs/benchmarks.md).
+FUSED_TCE_MIN_CLASSES = 4096
 
 
 class _TamedCEFunction(torch.autograd.Function):

@@ -97,6 +97,11 @@ class ModelCardInfo:
     language: str | None = "en"
     versions: Mapping[str, str] = field(default_factory=dict)
     notes: Sequence[str] = ()
+    library_name: str = "transformers"
+    how_to_read: str | None = None
+    """Replaces the text-classification reading instructions (e.g. for a speech recogniser)."""
+    extra_references: Sequence[str] = ()
+    """BibTeX keys cited besides the loss's own (e.g. TCE for a Tamed CTC branch)."""
 
 
 def _fmt(value: Any) -> str:
@@ -173,7 +178,7 @@ def metadata(info: ModelCardInfo) -> dict[str, Any]:
         base_model=info.base_model,
         datasets=[info.dataset_id] if info.dataset_id else None,
         language=info.language,
-        library_name="transformers",
+        library_name=info.library_name,
         pipeline_tag=info.task_type,
         tags=_tags(info, config),
         metrics=sorted({m.type for m in info.metrics if m.type != "loss"}) or None,
@@ -235,7 +240,8 @@ def render_model_card(info: ModelCardInfo) -> str:
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
     params = ", ".join(f"{k} = {_fmt(v)}" for k, v in config.params.items()) or "none"
     parts = [f"---\n{front}---\n", f"# {info.model_name}\n"]
-    intro = f"A {info.task_name.lower()} model"
+    article = "An" if info.task_name[:1].lower() in "aeiou" else "A"
+    intro = f"{article} {info.task_name.lower()} model"
     if info.base_model:
         intro += f" fine-tuned from `{info.base_model}`"
     if info.dataset_name:
@@ -253,7 +259,7 @@ def render_model_card(info: ModelCardInfo) -> str:
     )
     parts.append(f"Per example, with logits $f$ and label $y$ over $C$ classes: {config.spec.formula}.\n")
     parts.append("## How to read the outputs\n")
-    parts.append(_how_to_read(config, info.label_names) + "\n")
+    parts.append((info.how_to_read or _how_to_read(config, info.label_names)) + "\n")
     if info.label_names:
         parts.append("Labels: " + ", ".join(f"{i} = `{n}`" for i, n in enumerate(info.label_names)) + ".\n")
     parts.append("## Training data\n")
@@ -297,10 +303,9 @@ def render_model_card(info: ModelCardInfo) -> str:
     if info.versions:
         parts.append("Framework versions: " + ", ".join(f"{k} {v}" for k, v in info.versions.items()) + ".\n")
     parts.append("## Citation\n")
-    if config.spec.references:
-        parts.append(
-            "The training loss is from:\n\n```bibtex\n" + bibtex(*config.spec.references) + "\n```\n"
-        )
+    references = list(dict.fromkeys([*config.spec.references, *info.extra_references]))
+    if references:
+        parts.append("The training loss is from:\n\n```bibtex\n" + bibtex(*references) + "\n```\n")
     else:
         parts.append("Softmax cross-entropy needs no citation; this model is the cross-entropy baseline.\n")
     return "\n".join(parts)
@@ -430,10 +435,13 @@ def card_info_from_run(run_dir: str | Path, *, base_model: str | None = None) ->
 
 def write_run_card(run_dir: str | Path, *, base_model: str | None = None) -> Path:
     """Write ``README.md`` (the model card) into a finished GLUE run folder; return its path."""
-    info = card_info_from_run(run_dir, base_model=base_model)
-    text = render_model_card(info)
+    return save_card(run_dir, render_model_card(card_info_from_run(run_dir, base_model=base_model)))
+
+
+def save_card(folder: str | Path, text: str) -> Path:
+    """Check that ``text`` parses strictly, then write it as ``folder/README.md`` (atomically); return the path."""
     validate_card(text)
-    path = Path(run_dir) / CARD_FILE
+    path = Path(folder) / CARD_FILE
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
@@ -451,21 +459,21 @@ def validate_card(text: str) -> None:
 
 
 def write_card(folder: str | Path, *, base_model: str | None = None) -> Path:
-    """Write the card of a finished run folder (or, when it is one, of a comparison sweep folder)."""
+    """Write the card of a finished GLUE or ASR recipe run folder, or of a comparison sweep folder."""
+    from .asr_card import is_asr_run, write_asr_card
     from .glue.outputs import SUMMARY_FILE
 
     folder = Path(folder)
     if (folder / SUMMARY_FILE).is_file():
         return write_run_card(folder, base_model=base_model)
+    if is_asr_run(folder):
+        return write_asr_card(folder, base_model=base_model)
     if (folder / SWEEP_RESULTS_FILE).is_file():
-        text = render_sweep_card(folder, base_model=base_model)
-        validate_card(text)
-        path = folder / CARD_FILE
-        tmp = path.with_suffix(".md.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-        return path
-    raise ValueError(f"{folder} is neither a finished run folder (no {SUMMARY_FILE}) nor a sweep folder")
+        return save_card(folder, render_sweep_card(folder, base_model=base_model))
+    raise ValueError(
+        f"{folder} is neither a finished run folder (no {SUMMARY_FILE}; an ASR run has results.json), nor a "
+        "sweep folder"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------

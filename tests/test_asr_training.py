@@ -123,6 +123,7 @@ def test_an4_recipe_with_test_part_writes_test_figures(tmp_path, loss_type, extr
     assert results["test_set"] == "test"
     assert results["test_wer"] >= 0 and results["test_cer"] >= 0
     assert "valid_wer" in results and "valid_greedy_wer" in results
+    check_model_card(out, results)
     log = (out / "log.txt").read_text()
     if loss_type == "square":
         # fitted once on the validation set (or fixed), then used for the valid and the test beam search alike
@@ -260,3 +261,44 @@ def test_yesno_ctc_smoke(shared_data, alpha):
     result = smoke.run(shared_data("yesno") / "waves_yesno", alpha=alpha)
     assert result["losses"][-1] < 0.5 * result["losses"][0]
     assert result["test_token_error_rate"] < 15.0
+
+
+def check_model_card(out, results) -> None:
+    """The run's README.md: strict metadata, every error rate of results.json, the loss and its citations."""
+    from huggingface_hub import ModelCard
+
+    text = (out / "README.md").read_text(encoding="utf-8")
+    card = ModelCard(text, ignore_metadata_errors=False)
+    meta = card.data.to_dict()
+    assert meta["library_name"] == "speechbrain"
+    assert meta["pipeline_tag"] == "automatic-speech-recognition"
+    assert {"hf-squareloss", results["loss"]["loss_type"], "an4"} <= set(meta["tags"])
+    assert meta["hf_squareloss"]["loss_type"] == results["loss"]["loss_type"]
+    assert meta["hf_squareloss"]["M"] == results["loss"].get("M")
+    # every error rate of results.json (<set>_wer, <set>_cer, valid_greedy_*) and nothing else, in percent
+    expected = set()
+    for key, value in results.items():
+        name, _, metric = key.rpartition("_")
+        if metric in ("wer", "cer") and isinstance(value, float | int):
+            split = name.removesuffix("_greedy").removeprefix("last_")
+            how = ("greedy" in name, name.startswith("last_"))
+            expected.add((metric, split, how, round(float(value), 6)))
+    seen = {
+        (
+            r.metric_type,
+            r.dataset_split,
+            ("greedy" in r.metric_name, "last epoch" in r.metric_name),
+            round(float(r.metric_value), 6),
+        )
+        for r in card.data.eval_results
+    }
+    assert seen == expected
+    assert "martinez2018taming" in text  # ctc_alpha = 0.5: Tamed CTC is cited
+    if results["loss"]["loss_type"] == "square":
+        assert "hui2021evaluation" in text and "sharpness" in text
+    # the same card again from the folder alone, through the command line
+    from hf_squareloss.cli import main as cli_main
+
+    (out / "README.md").unlink()
+    assert cli_main(["card", str(out)]) == 0
+    assert (out / "README.md").read_text(encoding="utf-8") == text

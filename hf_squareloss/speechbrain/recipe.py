@@ -147,6 +147,7 @@ def run_recipe(
     prepare_kwargs: Callable[[Mapping[str, Any]], dict[str, Any]],
     make_tokenizer: Callable[[Mapping[str, Any], Mapping[str, Path]], Tokenizer],
     error_rate_name: str = "WER",
+    corpus: str | None = None,
 ) -> dict[str, Any]:
     """Run a recipe: returns the content of ``results.json``.
 
@@ -156,6 +157,8 @@ def run_recipe(
             the manifests by set name (``train``, ``valid`` and any test sets).
         make_tokenizer: builds (main process first) then loads the tokenizer from the hparams and manifests.
         error_rate_name: ``"WER"``, or ``"PER"`` for phone recognition.
+        corpus: recorded in ``results.json`` and the model card; default: the recipe folder's name
+            (``recipes/asr/<corpus>/hparams/x.yaml``).
     """
     started = time.time()
     hparams_file, run_opts, overrides = sb.parse_arguments(list(argv))
@@ -211,6 +214,9 @@ def run_recipe(
             "output_neurons": int(hparams["output_neurons"]),
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
             "manifests": {name: str(path) for name, path in manifests.items()},
+            "corpus": corpus or Path(hparams_file).resolve().parent.parent.name,
+            "hyperparameters": _scalar_hparams(hparams),
+            "versions": _versions(),
         }
     )
     train_loader_kwargs = _train_loader_kwargs(datasets["train"], hparams)
@@ -249,4 +255,41 @@ def run_recipe(
         brain.update_results(figures)
     brain.update_results({"total_wall_time_s": round(time.time() - started, 1)})
     logger.info("results: %s", results_file)
+    _write_card(results_file.parent)
     return json.loads(results_file.read_text(encoding="utf-8"))
+
+
+# hyper-parameters that say where things are, not how the model was trained
+_LOCATION_KEYS = ("folder", "file", "path", "dir")
+
+
+def _scalar_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe's top-level numbers, flags and words (not objects, not paths), for the model card."""
+    return {
+        key: value
+        for key, value in hparams.items()
+        if isinstance(value, (bool, int, float, str))
+        and not any(word in key for word in _LOCATION_KEYS)
+        and not (isinstance(value, str) and ("/" in value or len(value) > 40))
+    }
+
+
+def _versions() -> dict[str, str]:
+    from .. import __version__
+
+    return {"hf_squareloss": __version__, "speechbrain": sb.__version__, "torch": torch.__version__}
+
+
+def _write_card(folder: Path) -> None:
+    """The model card of the finished run; a failure is reported, never fatal (``hf-squareloss card`` redoes it)."""
+    from ..asr_card import write_asr_card
+
+    try:
+        logger.info("model card: %s", write_asr_card(folder))
+    except (OSError, ValueError) as err:
+        logger.warning(
+            "the model card of %s could not be written: %s (retry: hf-squareloss card %s)",
+            folder,
+            err,
+            folder,
+        )

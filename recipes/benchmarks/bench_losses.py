@@ -2,7 +2,7 @@
 
 Both are measured in the same run on the same inputs and printed as ratios (loss / F.cross_entropy), so the numbers
 mean something on any machine. Time: median of ``--repeats`` forward+backward passes after a warm-up, the losses
-interleaved round by round in a rotating order. Memory: bytes allocated beyond the inputs at the peak of one forward+backward pass;
+interleaved round by round in a new random order each round. Memory: bytes allocated beyond the inputs at the peak of one forward+backward pass;
 on CUDA from ``torch.cuda.max_memory_allocated``, on CPU from the growth of the resident set's high-water mark
 (``VmHWM``) in a fresh subprocess per measurement, so that no memory cached by an earlier step hides anything. Logits and labels are inputs; the gradient of the logits
 (``N x C``) is part of every loss's peak.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -60,9 +61,13 @@ def time_losses(names, n, c, device, dtype, repeats, autocast) -> dict[str, floa
     times: dict[str, list[float]] = {name: [] for name in names}
     for fn in fns.values():  # warm-up
         _step(fn, logits, labels, device, autocast)
+    # a new random order each round: neither the first place nor the loss run just before (whose freed memory
+    # the allocator may or may not have returned to the system) is the same for every round
+    rng = random.Random(0)
     order = list(fns)
-    for r in range(repeats):
-        for name in order[r % len(order) :] + order[: r % len(order)]:  # rotate: no loss is always first
+    for _ in range(repeats):
+        rng.shuffle(order)
+        for name in order:
             fn = fns[name]
             _sync(device)
             start = time.perf_counter()
@@ -133,7 +138,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "float64"])
     p.add_argument("--autocast", action="store_true", help="run under torch.autocast with --dtype logits")
-    p.add_argument("--repeats", type=int, default=12, help="timed rounds (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=20, help="timed rounds (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     p.add_argument("--json", default=None, help="also write the table as JSON here")
