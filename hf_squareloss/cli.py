@@ -71,11 +71,15 @@ def _add_card_and_push(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "card",
         help="write the model card (README.md) of a finished run or sweep folder",
-        description="Write README.md into a finished GLUE run folder or a comparison sweep folder: YAML metadata "
+        description="Write README.md into a finished GLUE or ASR recipe run folder, or a comparison sweep folder: "
+        "YAML metadata "
         "with a model-index and the loss block, the loss formula, how to read the outputs, hyper-parameters, "
         "results and citations.",
     )
-    p.add_argument("folder", help="a run folder (with run_summary.json) or a sweep folder")
+    p.add_argument(
+        "folder",
+        help="a GLUE run folder (run_summary.json), an ASR run folder (results.json) or a sweep folder",
+    )
     p.add_argument("--base-model", default=None, help="Hub id of the model the run started from")
     p.set_defaults(func=_run_card)
     p = sub.add_parser(

@@ -28,10 +28,29 @@ import torch.nn.functional as F
 
 from hf_squareloss import LossConfig, loss_types
 
+# the two implementations of TCE, forced whatever the number of classes (to choose FUSED_TCE_MIN_CLASSES)
+TCE_PATHS = {"tce:log_softmax": 10**12, "tce:fused": 2}
+
+
+def _tce_path(threshold: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    from hf_squareloss import functional
+
+    def run(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        saved = functional.FUSED_TCE_MIN_CLASSES
+        functional.FUSED_TCE_MIN_CLASSES = threshold
+        try:
+            return functional.tamed_cross_entropy(x, y, alpha=1.5)
+        finally:
+            functional.FUSED_TCE_MIN_CLASSES = saved
+
+    return run
+
 
 def _loss_fn(name: str, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if name == "F.cross_entropy":
         return lambda x, y: F.cross_entropy(x.float() if x.dtype != torch.float64 else x, y)
+    if name in TCE_PATHS:
+        return _tce_path(TCE_PATHS[name])
     config = LossConfig.resolve(name, num_classes=num_classes)
     return lambda x, y: config(x, y)
 
@@ -134,7 +153,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", type=int, default=8192, help="items per batch (default: %(default)s)")
     p.add_argument("--classes", type=int, nargs="+", default=[2, 48, 1000, 32000])
-    p.add_argument("--losses", nargs="+", default=loss_types(), choices=loss_types())
+    p.add_argument(
+        "--losses",
+        nargs="+",
+        default=loss_types(),
+        choices=[*loss_types(), *TCE_PATHS],
+        help="losses to compare (default: all); tce:log_softmax and tce:fused force one TCE implementation",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "float64"])
     p.add_argument("--autocast", action="store_true", help="run under torch.autocast with --dtype logits")
