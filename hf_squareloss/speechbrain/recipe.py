@@ -241,8 +241,25 @@ def run_recipe(
     eval_sets = ["valid", *test_sets] if hparams.get("beam_search_valid", True) else test_sets
     for name in eval_sets:
         brain.evaluate_set(name, datasets[name], hparams["test_dataloader_opts"])
+    run_on_main(_finish_results, args=[brain, results_file, test_sets, key, started])
+    _end_process_group()  # every process leaves together, once the main one has written its files
     if not if_main_process():
         return {}
+    return json.loads(results_file.read_text(encoding="utf-8"))
+
+
+def _end_process_group() -> None:
+    """Wait for all processes, then shut the process group down, so that none exits while another still works
+    (gloo aborts a process whose group is torn down at interpreter exit with peers still running)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def _finish_results(
+    brain: JointCTCAttentionBrain, results_file: Path, test_sets: Sequence[str], key: str, started: float
+) -> None:
+    """Main process: the primary test set's figures, the wall time, and the model card."""
     results = json.loads(results_file.read_text(encoding="utf-8"))
     if test_sets:
         primary = test_sets[0]  # the first test set of the prepare function (e.g. test-clean)
@@ -256,7 +273,6 @@ def run_recipe(
     brain.update_results({"total_wall_time_s": round(time.time() - started, 1)})
     logger.info("results: %s", results_file)
     _write_card(results_file.parent)
-    return json.loads(results_file.read_text(encoding="utf-8"))
 
 
 # hyper-parameters that say where things are, not how the model was trained
