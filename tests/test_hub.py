@@ -76,6 +76,13 @@ def _env(tmp_path: Path, endpoint: str, token: str | None) -> dict[str, str]:
     return env
 
 
+def _run(module: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``python -m module args`` in a fresh process (huggingface_hub reads its endpoint at import)."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
 def _digest(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -145,13 +152,7 @@ def test_recipe_pushes_the_finished_run(hub, tiny_model, shared_data, tmp_path: 
     argv = _argv(tiny_model, shared_data, out, "--push_to_hub", "--hub_model_id", "tester/mrpc-square")
     argv += ["--hub_private_repo", "true", "--save_strategy", "epoch", "--keep_checkpoints", "true"]
     commits = hub.commits
-    proc = subprocess.run(
-        [sys.executable, "-m", "hf_squareloss.glue.run", *argv],
-        env=_env(tmp_path, hub.url, TOKEN),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _run("hf_squareloss.glue.run", argv, _env(tmp_path, hub.url, TOKEN))
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = hub.repos["tester/mrpc-square"]
     assert hub.private["tester/mrpc-square"] is True
@@ -174,13 +175,7 @@ def test_unreachable_hub_loses_nothing_and_the_push_can_be_retried(
     out = tmp_path / "run"
     dead = f"http://127.0.0.1:{_closed_port()}"
     argv = _argv(tiny_model, shared_data, out, "--push_to_hub", "--hub_model_id", "tester/retry")
-    proc = subprocess.run(
-        [sys.executable, "-m", "hf_squareloss.glue.run", *argv],
-        env=_env(tmp_path, dead, TOKEN),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _run("hf_squareloss.glue.run", argv, _env(tmp_path, dead, TOKEN))
     assert proc.returncode == 1
     assert "unreachable" in proc.stderr and f"hf-squareloss push {out} --repo-id tester/retry" in proc.stderr
     for name in ("run_summary.json", "model.safetensors", "README.md", "eval_results.json"):
@@ -188,12 +183,8 @@ def test_unreachable_hub_loses_nothing_and_the_push_can_be_retried(
     assert "tester/retry" not in hub.repos
 
     before = _digest(out)
-    proc = subprocess.run(
-        [sys.executable, "-m", "hf_squareloss.cli", "push", str(out), "--repo-id", "tester/retry"],
-        env=_env(tmp_path, hub.url, TOKEN),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = _run(
+        "hf_squareloss.cli", ["push", str(out), "--repo-id", "tester/retry"], _env(tmp_path, hub.url, TOKEN)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert hub.repos["tester/retry"]["model.safetensors"] == (out / "model.safetensors").read_bytes()
@@ -218,13 +209,7 @@ def test_push_failures_say_what_to_do(hub, run_dir: Path, tmp_path: Path, case: 
         env["HF_HUB_OFFLINE"] = "1"
     repo = "a/b/c" if case == "bad repo id" else "tester/failing"
     before = _digest(run_dir)
-    proc = subprocess.run(
-        [sys.executable, "-m", "hf_squareloss.cli", "push", str(run_dir), "--repo-id", repo],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _run("hf_squareloss.cli", ["push", str(run_dir), "--repo-id", repo], env)
     assert proc.returncode == 1
     assert message in proc.stderr, proc.stderr
     if case != "bad repo id":
@@ -237,12 +222,8 @@ def test_push_refuses_a_folder_without_card(hub, tmp_path: Path) -> None:
     folder = tmp_path / "bare"
     folder.mkdir()
     (folder / "config.json").write_text("{}")
-    proc = subprocess.run(
-        [sys.executable, "-m", "hf_squareloss.cli", "push", str(folder), "--repo-id", "tester/bare"],
-        env=_env(tmp_path, hub.url, TOKEN),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = _run(
+        "hf_squareloss.cli", ["push", str(folder), "--repo-id", "tester/bare"], _env(tmp_path, hub.url, TOKEN)
     )
     assert proc.returncode == 1
     assert "neither a finished run folder" in proc.stderr
@@ -281,12 +262,8 @@ def test_sweep_card(hub, tiny_model, shared_data, tmp_path: Path) -> None:
         assert (root / png).is_file() and f"]({png})" in text
     assert "@inproceedings{martinez2018taming" in text
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "hf_squareloss.cli", "push", str(root), "--repo-id", "tester/sweep"],
-        env=_env(tmp_path, hub.url, TOKEN),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = _run(
+        "hf_squareloss.cli", ["push", str(root), "--repo-id", "tester/sweep"], _env(tmp_path, hub.url, TOKEN)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = hub.repos["tester/sweep"]
