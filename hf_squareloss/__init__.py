@@ -24,7 +24,11 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        from .environment import torchaudio_guard
+
+        with torchaudio_guard():  # transformers imports torchaudio: a broken pair gets a message that names it
+            module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -132,6 +132,26 @@ def _run_push(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _add_env(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "env",
+        help="print the versions, build and devices to paste into a bug report; exit 1 if the set cannot work",
+        description="Print Python, hf-squareloss, torch (and its CUDA/CPU build), torchaudio, transformers, "
+        "datasets, accelerate, evaluate, huggingface_hub, speechbrain and soundfile versions, the devices torch "
+        "sees, and whether torchaudio and SpeechBrain import. A torchaudio that cannot load with the installed "
+        "torch is named with the pair to install instead, and the command exits 1.",
+    )
+    p.set_defaults(func=_run_env)
+
+
+def _run_env(ns: argparse.Namespace) -> int:
+    from .environment import environment_report
+
+    report, problems = environment_report()
+    print(report)
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -141,12 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     add_compare_parser(sub)
     _add_card_and_push(sub)
+    _add_env(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .environment import torchaudio_guard
+
     ns = build_parser().parse_args(argv)
-    return int(ns.func(ns) or 0)
+    try:
+        with torchaudio_guard():
+            return int(ns.func(ns) or 0)
+    except ImportError as err:
+        print(f"hf-squareloss {ns.command}: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

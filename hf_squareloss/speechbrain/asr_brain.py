@@ -30,14 +30,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import speechbrain as sb
 import torch
-from speechbrain.utils.Accuracy import AccuracyStats
-from speechbrain.utils.distributed import if_main_process
-from speechbrain.utils.metric_stats import ErrorRateStats
 from torch import Tensor
 
+from ..environment import torchaudio_guard
 from .masking import length_mask
+
+with (
+    torchaudio_guard()
+):  # SpeechBrain imports torchaudio: a broken torch/torchaudio pair gets a clear message
+    import speechbrain as sb
+    from speechbrain.utils.Accuracy import AccuracyStats
+    from speechbrain.utils.distributed import if_main_process
+    from speechbrain.utils.metric_stats import ErrorRateStats
 from .scoring import fit_score_scale
 from .units import Tokenizer
 

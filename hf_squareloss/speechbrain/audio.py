@@ -24,7 +24,10 @@ def read_mono(path: str | Path, sample_rate: int) -> torch.Tensor:
         raise ValueError(f"cannot read audio {path}: {err}") from None
     wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
     if rate != sample_rate:
-        import torchaudio.functional as AF
+        from ..environment import torchaudio_guard
+
+        with torchaudio_guard():
+            import torchaudio.functional as AF
 
         wave = AF.resample(wave, orig_freq=rate, new_freq=sample_rate)
     return wave

@@ -26,15 +26,18 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.distributed import if_main_process, run_on_main
 
+from ..environment import torchaudio_guard
 from ..registry import LossConfig
 from .asr_brain import JointCTCAttentionBrain
 from .audio import read_mono
 from .units import BOS_INDEX, EOS_INDEX, Tokenizer
+
+with torchaudio_guard():
+    import speechbrain as sb
+    from speechbrain.utils.distributed import if_main_process, run_on_main
 
 __all__ = ["build_datasets", "run_recipe"]
 
