@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from . import heads
 from .registry import LossConfig
 from .scores import CONFIG_KEY
 from .training_args import LOSS_ARGUMENT_NAMES, SquareLossTrainingArguments
@@ -42,18 +43,32 @@ def _logits_of(outputs: Any) -> Tensor:
     raise ValueError(f"cannot find logits in a model output of type {type(outputs).__name__}")
 
 
-class LossFunction:
+class LossFunction(TrainerCallback):
     """A ``compute_loss_func`` for :class:`transformers.Trainer`: ``sum(per item) / num_items_in_batch``.
 
     Hyper-parameters left as ``None`` are resolved from the number of classes, read from the logits on the first
     call (so multiple-choice heads, whose ``C`` is the number of choices, get the right preset). ``-100`` labels
     are ignored, as everywhere in ``transformers``.
 
+    Bound to a model (:meth:`bind`, ``make_compute_loss_func(..., model=model)``, or as a callback at train start),
+    it pairs logits and labels as the model's head does (:mod:`hf_squareloss.heads`: shifted for causal LMs, CTC
+    for ``*ForCTC``) and writes the loss record ``config.hf_squareloss``. It is also a ``TrainerCallback``: in
+    ``callbacks=[...]`` it binds to the model the Trainer trains (also with ``model_init``), records the loss and
+    logs it when training starts.
+
     >>> from transformers import Trainer
-    >>> trainer = Trainer(model=model, args=args, compute_loss_func=make_compute_loss_func("square"))  # doctest: +SKIP
+    >>> loss = make_compute_loss_func("square", model=model)  # doctest: +SKIP
+    >>> trainer = Trainer(model=model, args=args, compute_loss_func=loss, callbacks=[loss])  # doctest: +SKIP
     """
 
     ignore_index = -100
+    head: heads.Head | None = None
+    """The bound model's head (``None``: not bound, logits and labels are paired item for item)."""
+    input_lengths: Tensor | None = None
+    """CTC frames per utterance of the current batch (set by :class:`SquareLossTrainer` around each step)."""
+    counts_items: bool = False
+    """True when the trainer counts ``num_items_in_batch`` per head (:class:`SquareLossTrainer` does)."""
+    _warned_unbound = False
 
     def __init__(
         self,
@@ -85,6 +100,52 @@ class LossFunction:
             self.num_classes = num_classes
         return self.config
 
+    def bind(self, model: Any) -> heads.Head:
+        """Pair logits and labels as ``model``'s head does; ``ValueError`` if the loss does not apply to it."""
+        head = heads.describe_head(model)
+        heads.check_loss_type(head, self.loss_type)
+        self.head = head
+        num_classes = heads.num_classes(model)
+        if num_classes is not None:
+            self.resolve(num_classes)
+        return head
+
+    def record(self) -> dict[str, Any]:
+        """What is written to ``config.hf_squareloss``: the resolved loss and its number of classes."""
+        from . import __version__
+
+        record = self.config.to_dict()
+        record["num_classes"] = self.num_classes
+        record["hf_squareloss_version"] = __version__
+        return record
+
+    def write_record(self, model: Any) -> dict[str, Any] | None:
+        """Write :meth:`record` into ``model.config`` (so ``config.json``, checkpoints and cards carry it)."""
+        config = getattr(getattr(model, "module", model), "config", None)
+        if config is None:
+            return None
+        record = self.record()
+        setattr(config, CONFIG_KEY, record)
+        return record
+
+    def describe(self) -> str:
+        """One line: the model's head and the resolved loss with the provenance of its values."""
+        head = self.head or heads.Head("classification", "the model")
+        record = self.record()
+        return (
+            f"{head.model_name} ({head.kind} head, {self.num_classes or '?'} classes) trains with "
+            f"loss_type={self.loss_type!r}: {self.config.describe()}; values from: {record.get('source')}"
+        )
+
+    # ---- TrainerCallback ------------------------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            self.bind(model)
+            self.write_record(model)
+        if state.is_world_process_zero:
+            _announce(args, "hf_squareloss: " + self.describe())
+
+    # ---- the loss -------------------------------------------------------------------------------------------
     def __call__(
         self, outputs: Any, labels: Tensor | None, num_items_in_batch: Tensor | int | None = None
     ) -> Tensor:
@@ -94,28 +155,94 @@ class LossFunction:
                 "the dataset's label column and `label_names`)"
             )
         logits = _logits_of(outputs)
+        head = self.head
+        if head is None:
+            if "CausalLM" in type(outputs).__name__:
+                raise ValueError(
+                    f"{type(outputs).__name__} comes from a causal-LM or CTC head, whose labels the model aligns "
+                    "itself (next-token targets, or CTC label sequences); bind the loss to the model: "
+                    "make_compute_loss_func(loss_type, model=model), or use SquareLossTrainer"
+                )
+            if not self._warned_unbound:
+                self._warned_unbound = True
+                logger.warning(
+                    "hf_squareloss: the loss function is not bound to a model, so the model config gets no "
+                    "`%s` record; pass make_compute_loss_func(..., model=model) or callbacks=[loss]",
+                    CONFIG_KEY,
+                )
+            head = heads.Head("classification", "the model")
+        if head.kind == "ctc":
+            return self._ctc(head, logits, labels, num_items_in_batch)
+        logits, labels = heads.align(head, logits, labels)
         config = self.resolve(logits.shape[-1])
         if num_items_in_batch is None:
             return config(logits, labels, ignore_index=self.ignore_index, reduction="mean")
         total = config(logits, labels, ignore_index=self.ignore_index, reduction="sum")
-        if isinstance(num_items_in_batch, Tensor):
-            count = num_items_in_batch.to(device=total.device, dtype=total.dtype).clamp_min(1)
-        else:
-            count = max(float(num_items_in_batch), 1.0)
-        return total / count
+        return _divide(total, num_items_in_batch)
+
+    def _ctc(self, head: heads.Head, logits: Tensor, labels: Tensor, num_items_in_batch: Any) -> Tensor:
+        if not self.counts_items:
+            raise ValueError(
+                f"{head.model_name}: CTC heads train with SquareLossTrainer, which passes the frame lengths of "
+                "each batch and counts utterances for num_items_in_batch (the stock Trainer counts label tokens, "
+                "while CTC averages utterances)"
+            )
+        config = self.resolve(logits.shape[-1])
+        if config.params.get("label_smoothing"):
+            raise ValueError(
+                f"{head.model_name}: label smoothing has no CTC form; set label_smoothing_factor=0"
+            )
+        total, utterances = heads.ctc_loss(
+            head, logits, labels, self.input_lengths, alpha=float(config.params.get("alpha", 0.0))
+        )
+        if head.ctc_reduction == "sum":
+            return total
+        return _divide(total, utterances if num_items_in_batch is None else num_items_in_batch)
 
 
-def make_compute_loss_func(loss_type: str = "square", **settings: Any) -> LossFunction:
-    """The loss of ``loss_type`` for ``Trainer(compute_loss_func=...)``; ``settings`` as in :class:`LossFunction`."""
-    return LossFunction(loss_type, **settings)
+def _divide(total: Tensor, count: Tensor | int | float) -> Tensor:
+    if isinstance(count, Tensor):
+        return total / count.to(device=total.device, dtype=total.dtype).clamp_min(1)
+    return total / max(float(count), 1.0)
 
 
-def _num_classes_of(model: Any) -> int | None:
-    """Number of classes from the model config, or None when only the logits can tell (multiple choice)."""
-    if model is None or "MultipleChoice" in type(model).__name__:
-        return None
-    num_labels = getattr(getattr(model, "config", None), "num_labels", None)
-    return int(num_labels) if num_labels else None
+_HANDLER: logging.Handler | None = None
+
+
+def _announce(args: TrainingArguments, message: str) -> None:
+    """Log ``message`` at INFO on this package's logger, visible by default: unless the application configured
+    the ``hf_squareloss`` logger, its level follows ``args.log_level`` (INFO when that is ``passive``)."""
+    global _HANDLER
+    package = logging.getLogger("hf_squareloss")
+    if package.level == logging.NOTSET or package.handlers == [_HANDLER]:
+        level = getattr(args, "log_level", "passive")
+        package.setLevel(logging.INFO if level == "passive" else args.get_process_log_level())
+        if not package.hasHandlers():
+            _HANDLER = logging.StreamHandler()
+            package.addHandler(_HANDLER)
+    logger.info(message)
+
+
+def make_compute_loss_func(loss_type: str = "square", *, model: Any = None, **settings: Any) -> LossFunction:
+    """The loss of ``loss_type`` for ``Trainer(compute_loss_func=...)``; ``settings`` as in :class:`LossFunction`.
+
+    With ``model``, the loss is bound to it (its head decides how logits and labels pair up) and recorded in
+    ``model.config.hf_squareloss`` at once, as :class:`SquareLossTrainer` does. A causal LM whose ``loss_type``
+    does not route to transformers' causal loss (GPT-2's is ``None``) gets ``model.loss_type = "ForCausalLM"``,
+    the loss it falls back to anyway, so that the stock Trainer counts ``num_items_in_batch`` on the shifted
+    labels: otherwise it counts one token too many per row and takes too small a step.
+    """
+    loss = LossFunction(loss_type, **settings)
+    if model is not None:
+        head = loss.bind(model)
+        loss.write_record(model)
+        inner = getattr(model, "module", model)
+        if head.kind == "causal_lm" and getattr(inner, "loss_type", None) != "ForCausalLM":
+            from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
+
+            if LOSS_MAPPING.get(getattr(inner, "loss_type", None)) is not ForCausalLMLoss:
+                inner.loss_type = "ForCausalLM"
+    return loss
 
 
 def read_loss_record(checkpoint_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -182,36 +309,63 @@ class SquareLossTrainer(Trainer):
         self.loss_function = LossFunction(
             settings.pop("loss_type"),
             label_smoothing=args.label_smoothing_factor,
-            num_classes=_num_classes_of(model),
+            num_classes=heads.num_classes(model),
             **settings,
         )
+        self.loss_function.counts_items = True
+        if model is not None:
+            self.loss_function.bind(model)  # a loss that does not apply to the head fails here
         super().__init__(model=model, args=args, compute_loss_func=self.loss_function, **kwargs)
+        self.add_callback(self.loss_function)  # binds the trained model and logs the loss at train start
         self._recorded: dict[str, Any] | None = None
         if self.model is not None:
+            self.loss_function.bind(self.model)
             self._record_loss(self.model)
 
     # ---- the loss record in the model config ----------------------------------------------------------------
     def loss_record(self) -> dict[str, Any]:
         """What is written to ``config.hf_squareloss``: the resolved loss and its number of classes."""
-        from . import __version__
-
-        record = self.loss_function.config.to_dict()
-        record["num_classes"] = self.loss_function.num_classes
-        record["hf_squareloss_version"] = __version__
-        return record
+        return self.loss_function.record()
 
     def _record_loss(self, model: Any) -> None:
-        config = getattr(self.accelerator.unwrap_model(model), "config", None)
-        if config is None:
-            return
-        record = self.loss_record()
-        setattr(config, CONFIG_KEY, record)
-        self._recorded = record
+        record = self.loss_function.write_record(self.accelerator.unwrap_model(model))
+        if record is not None:
+            self._recorded = record
+
+    # ---- heads: what the model's logits are compared with, and how many items a step has ------------------
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """As the Trainer's, with ``num_items_in_batch`` counted per head (:func:`heads.item_targets`): causal LMs
+        on ``labels[..., 1:]`` whatever their ``loss_type`` says, CTC per utterance."""
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        head = self.loss_function.head
+        if num_items_in_batch is None or head is None or head.kind not in ("causal_lm", "ctc"):
+            return batch_samples, num_items_in_batch
+        # the Trainer's own counting (gathered over processes) on the items of this head
+        targets = [heads.item_targets(head, batch["labels"]) for batch in batch_samples]
+        return batch_samples, self._get_num_items_in_batch(
+            [{"labels": t, "shift_labels": t} for t in targets], device
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        result = super().compute_loss(
-            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
-        )
+        if self.loss_function.head is None:
+            self.loss_function.bind(self.accelerator.unwrap_model(model))
+        head = self.loss_function.head
+        unwrapped = None
+        if head.kind == "seq2seq" and "labels" in inputs and "decoder_input_ids" not in inputs:
+            # the model builds them from `labels`, which the Trainer withholds from it when it computes the loss
+            unwrapped = self.accelerator.unwrap_model(model)
+            prepare = getattr(unwrapped, "prepare_decoder_input_ids_from_labels", None)
+            if prepare is not None:
+                inputs = {**inputs, "decoder_input_ids": prepare(labels=inputs["labels"])}
+        if head.kind == "ctc":
+            unwrapped = unwrapped or self.accelerator.unwrap_model(model)
+            self.loss_function.input_lengths = heads.ctc_input_lengths(unwrapped, inputs)
+        try:
+            result = super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+        finally:
+            self.loss_function.input_lengths = None
         if self._recorded is None or self._recorded.get("num_classes") != self.loss_function.num_classes:
             self._record_loss(self.model)  # first step with model_init, or a multiple-choice head
         return result

@@ -1,0 +1,298 @@
+"""What a model's head does with its logits and labels, so that every loss trains on the model's own targets.
+
+Head kinds (:func:`head_kind`):
+
+================  ==========================================================================================
+kind              what the losses are computed on
+================  ==========================================================================================
+``causal_lm``     position ``t`` predicts label ``t + 1``: ``logits[..., :-1, :]`` with ``labels[..., 1:]``, as
+                  transformers' own ``ForCausalLMLoss`` does; ``num_items_in_batch`` counts ``labels[..., 1:]``.
+``seq2seq``       decoder logits with ``labels`` as they are (the model feeds right-shifted labels to its decoder).
+``masked_lm``     logits with ``labels`` as they are (``-100`` on the unmasked tokens).
+``ctc``           CTC over each utterance (``ce``) or Tamed CTC (``tce``); the other losses do not apply.
+``classification`` logits ``(..., C)`` with labels ``(...)``: sequence, token, multiple-choice, image, audio heads.
+================  ==========================================================================================
+
+Detection rule, first match wins (``type(model).__name__`` is the class name):
+
+1. ``ctc``: the class is a ``*ForCTC`` or in transformers' CTC auto-mapping, or ``model.loss_type == "ForCTC"``.
+2. ``seq2seq``: ``config.is_encoder_decoder`` and the class is in a seq2seq LM auto-mapping or is a
+   ``*ForConditionalGeneration``.
+3. ``causal_lm``: the class is a ``*ForCausalLM`` / ``*LMHeadModel`` or in the causal-LM, image-text-to-text or
+   multimodal-LM auto-mappings, or ``model.loss_type`` routes to transformers' ``ForCausalLMLoss`` (set
+   ``model.loss_type = "ForCausalLM"`` to mark a custom model), or the model's ``_loss_function`` is that loss.
+4. ``masked_lm``: the class is a ``*ForMaskedLM`` or in the masked-LM auto-mapping, or ``loss_type`` routes to
+   ``ForMaskedLMLoss``.
+5. ``classification``: everything else.
+
+Any other model whose logits and labels do not line up is refused with a ``ValueError`` naming the model class and
+both shapes: nothing is broadcast or trained on a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .functional import tame
+
+__all__ = [
+    "CTC_LOSS_TYPES",
+    "HEAD_KINDS",
+    "Head",
+    "align",
+    "check_loss_type",
+    "ctc_input_lengths",
+    "ctc_loss",
+    "describe_head",
+    "head_kind",
+    "is_language_model_output",
+    "item_targets",
+    "num_classes",
+]
+
+HEAD_KINDS = ("causal_lm", "seq2seq", "masked_lm", "ctc", "classification")
+CTC_LOSS_TYPES = {"ce": "CTC", "tce": "Tamed CTC"}
+"""The losses that apply to CTC heads, and what they are there."""
+
+IGNORE_INDEX = -100
+
+
+def _mapping_names(*attrs: str) -> frozenset[str]:
+    from transformers.models.auto import modeling_auto
+
+    names: set[str] = set()
+    for attr in attrs:
+        for value in getattr(modeling_auto, attr, {}).values():
+            names.update([value] if isinstance(value, str) else value)
+    return frozenset(names)
+
+
+def _loss_function_of(model: Any) -> Any:
+    """The loss function the model declares (``_loss_function`` or ``loss_type``), without the causal fallback."""
+    from transformers.loss.loss_utils import LOSS_MAPPING
+
+    explicit = getattr(model, "_loss_function", None)
+    if explicit is not None:
+        return explicit
+    loss_type = getattr(model, "loss_type", None)
+    if loss_type is None:
+        loss_type = getattr(getattr(model, "config", None), "loss_type", None)
+    return LOSS_MAPPING.get(loss_type) if isinstance(loss_type, str) else None
+
+
+def head_kind(model: Any) -> str:
+    """One of :data:`HEAD_KINDS` for ``model`` (see the module docstring for the rule)."""
+    from transformers.loss.loss_utils import ForCausalLMLoss, ForMaskedLMLoss
+
+    model = getattr(model, "module", model)  # DistributedDataParallel / DataParallel
+    name = type(model).__name__
+    config = getattr(model, "config", None)
+    declared = _loss_function_of(model)
+    if (
+        name.endswith("ForCTC")
+        or name in _mapping_names("MODEL_FOR_CTC_MAPPING_NAMES")
+        or getattr(model, "loss_type", None) == "ForCTC"
+    ):
+        return "ctc"
+    if getattr(config, "is_encoder_decoder", False) and (
+        name.endswith("ForConditionalGeneration")
+        or name
+        in _mapping_names(
+            "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES", "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES"
+        )
+    ):
+        return "seq2seq"
+    if (
+        name.endswith(("ForCausalLM", "LMHeadModel"))
+        or name
+        in _mapping_names(
+            "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
+            "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
+            "MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES",
+        )
+        or declared is ForCausalLMLoss
+    ):
+        return "causal_lm"
+    if name.endswith("ForMaskedLM") or name in _mapping_names("MODEL_FOR_MASKED_LM_MAPPING_NAMES"):
+        return "masked_lm"
+    if declared is ForMaskedLMLoss:
+        return "masked_lm"
+    return "classification"
+
+
+@dataclass(frozen=True)
+class Head:
+    """A model's head kind, its class name (for messages) and, for CTC, the settings of the model's own loss."""
+
+    kind: str
+    model_name: str
+    blank: int = 0
+    ctc_reduction: str = "mean"
+    ctc_zero_infinity: bool = False
+
+
+def describe_head(model: Any) -> Head:
+    """The :class:`Head` of ``model``."""
+    inner = getattr(model, "module", model)
+    kind = head_kind(inner)
+    name = type(inner).__name__
+    if kind != "ctc":
+        return Head(kind, name)
+    config = getattr(inner, "config", None)
+    blank = getattr(config, "pad_token_id", None)
+    if blank is None:
+        raise ValueError(f"{name}: a CTC head needs `config.pad_token_id`, its blank token; it is None")
+    reduction = getattr(config, "ctc_loss_reduction", "mean")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(
+            f"{name}: config.ctc_loss_reduction must be 'mean' or 'sum' to train, got {reduction!r}"
+        )
+    return Head(kind, name, int(blank), reduction, bool(getattr(config, "ctc_zero_infinity", False)))
+
+
+def check_loss_type(head: Head, loss_type: str) -> None:
+    """``ValueError`` when ``loss_type`` does not apply to the head (only ``ce`` and ``tce`` apply to CTC)."""
+    if head.kind == "ctc" and loss_type not in CTC_LOSS_TYPES:
+        raise ValueError(
+            f"loss_type={loss_type!r} does not apply to the CTC head of {head.model_name}: CTC has no per-frame "
+            "target class (the loss sums over every alignment of the label sequence to the frames), so a loss "
+            "defined per (logits, class) item has nothing to compare the frames with. Use "
+            + " or ".join(f"{t!r} ({what})" for t, what in CTC_LOSS_TYPES.items())
+            + "."
+        )
+
+
+def _shape(x: Any) -> tuple[int, ...] | str:
+    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+
+
+def align(head: Head, logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Logits ``(..., C)`` and labels ``(...)`` item for item, as the model itself pairs them.
+
+    ``ValueError`` naming the model class and both shapes when they cannot line up.
+    """
+    if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
+        what = labels.dtype if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(
+            f"{head.model_name}: labels must be an integer tensor of class indices, got {what} (multi-label and "
+            "regression targets are not classification labels)"
+        )
+    if not isinstance(logits, Tensor) or logits.dim() < 1 or logits.shape[:-1] != labels.shape:
+        raise ValueError(
+            f"{head.model_name} ({head.kind} head): logits {_shape(logits)} and labels {_shape(labels)} do not "
+            "line up; expected logits (..., C) and labels (...) with the same leading shape"
+            + (
+                " (for a causal LM, labels are the input ids: (batch, sequence))"
+                if head.kind == "causal_lm"
+                else ""
+            )
+        )
+    if head.kind == "causal_lm":
+        if labels.dim() < 1:
+            raise ValueError(f"{head.model_name}: causal-LM labels need a sequence dimension, got a scalar")
+        return logits[..., :-1, :], labels[..., 1:]
+    return logits, labels
+
+
+def item_targets(head: Head, labels: Tensor) -> Tensor:
+    """A tensor whose entries other than ``-100`` are the items a micro-batch contributes to ``num_items_in_batch``.
+
+    Causal LMs: ``labels[..., 1:]``; CTC: one item per utterance (``"mean"`` averages utterances); otherwise the
+    labels themselves.
+    """
+    if head.kind == "causal_lm":
+        return labels[..., 1:]
+    if head.kind == "ctc":
+        return torch.zeros(labels.shape[:1], dtype=torch.long, device=labels.device)
+    return labels
+
+
+def ctc_input_lengths(model: Any, inputs: Mapping[str, Any]) -> Tensor | None:
+    """Frames per utterance of a CTC model's logits from the batch's ``attention_mask``; ``None``: all frames."""
+    mask = inputs.get("attention_mask")
+    if mask is None:
+        return None
+    inner = getattr(model, "module", model)
+    lengths_of = getattr(inner, "_get_feat_extract_output_lengths", None)
+    if lengths_of is None:
+        raise ValueError(
+            f"{type(inner).__name__}: cannot tell the CTC frame lengths from `attention_mask` (the model has no "
+            "`_get_feat_extract_output_lengths`); pad nothing, or train it with its own loss"
+        )
+    return lengths_of(mask.sum(-1)).to(torch.long)
+
+
+def ctc_loss(
+    head: Head,
+    logits: Tensor,
+    labels: Tensor,
+    input_lengths: Tensor | None,
+    *,
+    alpha: float = 0.0,
+) -> tuple[Tensor, int]:
+    r"""Sum over the utterances of CTC (``alpha = 0``) or Tamed CTC, and the number of utterances.
+
+    Per utterance ``b`` with CTC negative log-likelihood :math:`\text{nll}_b` and :math:`L_b` target tokens (labels
+    other than ``-100`` and the blank), the summed term is ``tame(nll_b, alpha) / max(L_b, 1)`` when the model's
+    ``ctc_loss_reduction`` is ``"mean"`` and ``tame(nll_b, alpha)`` when it is ``"sum"``; ``ctc_zero_infinity``
+    zeroes impossible alignments as in the model. With ``alpha = 0`` the sum divided by the number of utterances is
+    the model's own loss (``"mean"``), the sum itself is (``"sum"``).
+    """
+    if logits.dim() != 3 or labels.dim() != 2 or labels.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"{head.model_name} (ctc head): logits {_shape(logits)} must be (batch, frames, vocab) and labels "
+            f"{_shape(labels)} (batch, tokens)"
+        )
+    batch, frames, vocab = logits.shape
+    targets_mask = (labels != IGNORE_INDEX) & (labels != head.blank)
+    bad = targets_mask & ((labels < 0) | (labels >= vocab))
+    if bool(bad.any()):
+        raise ValueError(
+            f"{head.model_name}: CTC labels must be in [0, {vocab - 1}] or -100, found {sorted(set(labels[bad].tolist()))[:10]}"
+        )
+    if input_lengths is None:
+        input_lengths = torch.full((batch,), frames, dtype=torch.long, device=logits.device)
+    target_lengths = targets_mask.sum(-1)
+    log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
+    with torch.backends.cudnn.flags(enabled=False):
+        nll = F.ctc_loss(
+            log_probs,
+            labels.masked_select(targets_mask),
+            input_lengths,
+            target_lengths,
+            blank=head.blank,
+            reduction="none",
+            zero_infinity=head.ctc_zero_infinity,
+        )
+    per_utterance = tame(nll, alpha)
+    if not head.ctc_zero_infinity:  # an impossible alignment stays infinite, as in the model's own loss
+        per_utterance = torch.where(torch.isinf(nll), nll, per_utterance)
+    if head.ctc_reduction == "mean":
+        per_utterance = per_utterance / target_lengths.clamp_min(1).to(per_utterance.dtype)
+    return per_utterance.sum(), batch
+
+
+def num_classes(model: Any) -> int | None:
+    """The number of classes of the head's logits from the config, or ``None`` when only the logits can tell."""
+    inner = getattr(model, "module", model)
+    if inner is None or "MultipleChoice" in type(inner).__name__:
+        return None
+    config = getattr(inner, "config", None)
+    if head_kind(inner) == "classification":
+        value = getattr(config, "num_labels", None)
+    else:
+        value = getattr(config, "vocab_size", None)
+        if value is None and hasattr(config, "get_text_config"):
+            value = getattr(config.get_text_config(), "vocab_size", None)
+    return int(value) if value else None
+
+
+def is_language_model_output(outputs: Any) -> bool:
+    """True for transformers output classes of LM and CTC heads (whose labels need the model to be aligned)."""
+    return any(part in type(outputs).__name__ for part in ("CausalLM", "Seq2SeqLM", "MaskedLM"))
