@@ -13,7 +13,7 @@ kind              what the losses are computed on
 ``classification`` logits ``(..., C)`` with labels ``(...)``: sequence, token, multiple-choice, image, audio heads.
 ================  ==========================================================================================
 
-Detection rule, first match wins (``type(model).__name__`` is the class name):
+Detection rule, first match wins ("the class" is the model's class or any of its base classes):
 
 1. ``ctc``: the class is a ``*ForCTC`` or in transformers' CTC auto-mapping, or ``model.loss_type == "ForCTC"``.
 2. ``seq2seq``: ``config.is_encoder_decoder`` and the class is in a seq2seq LM auto-mapping or is a
@@ -91,27 +91,30 @@ def head_kind(model: Any) -> str:
     from transformers.loss.loss_utils import ForCausalLMLoss, ForMaskedLMLoss
 
     model = getattr(model, "module", model)  # DistributedDataParallel / DataParallel
-    name = type(model).__name__
+    names = {cls.__name__ for cls in type(model).__mro__}  # subclasses of a known head are that head
     config = getattr(model, "config", None)
     declared = _loss_function_of(model)
+
+    def known(*mappings: str) -> bool:
+        return not names.isdisjoint(_mapping_names(*mappings))
+
+    def suffix(*endings: str) -> bool:
+        return any(name.endswith(endings) for name in names)
+
     if (
-        name.endswith("ForCTC")
-        or name in _mapping_names("MODEL_FOR_CTC_MAPPING_NAMES")
+        suffix("ForCTC")
+        or known("MODEL_FOR_CTC_MAPPING_NAMES")
         or getattr(model, "loss_type", None) == "ForCTC"
     ):
         return "ctc"
     if getattr(config, "is_encoder_decoder", False) and (
-        name.endswith("ForConditionalGeneration")
-        or name
-        in _mapping_names(
-            "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES", "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES"
-        )
+        suffix("ForConditionalGeneration")
+        or known("MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES", "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES")
     ):
         return "seq2seq"
     if (
-        name.endswith(("ForCausalLM", "LMHeadModel"))
-        or name
-        in _mapping_names(
+        suffix("ForCausalLM", "LMHeadModel")
+        or known(
             "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
             "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
             "MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES",
@@ -119,9 +122,7 @@ def head_kind(model: Any) -> str:
         or declared is ForCausalLMLoss
     ):
         return "causal_lm"
-    if name.endswith("ForMaskedLM") or name in _mapping_names("MODEL_FOR_MASKED_LM_MAPPING_NAMES"):
-        return "masked_lm"
-    if declared is ForMaskedLMLoss:
+    if suffix("ForMaskedLM") or known("MODEL_FOR_MASKED_LM_MAPPING_NAMES") or declared is ForMaskedLMLoss:
         return "masked_lm"
     return "classification"
 
