@@ -16,7 +16,9 @@ SpeechBrain's metric objects need), ``batchmean`` (sum / batch size), ``sum`` or
 With ``[B, C]`` inputs and ``[B]`` targets each utterance is one item; ``length`` is then not needed and ignored.
 
 The square loss needs the **raw** decoder logits: it is not a function of the log-softmax (which forgets the logits'
-offset). Stock SpeechBrain recipes apply ``log_softmax`` before the sequence loss, so only the Tamed CE is a pure YAML
+offset). Inputs that are log-probabilities (every counted row's log-sum-exp is 0) are refused with a ``ValueError``
+by :func:`square_loss`, :func:`logits_loss` and :class:`LogitsLoss` for the square loss; the softmax-based losses
+give the same value on log-probabilities as on logits and accept both. Stock SpeechBrain recipes apply ``log_softmax`` before the sequence loss, so only the Tamed CE is a pure YAML
 swap there (``seq_cost: !name:hf_squareloss.speechbrain.tamed_nll_loss``); for the square loss feed the output of the
 decoder's linear layer to :func:`logits_loss` / :func:`square_loss` instead (``recipes/asr/README.md`` shows both).
 
@@ -112,9 +114,33 @@ def _registered_loss(
 ) -> Tensor:
     check_reduction(reduction, where)
     logits, targets, mask = _framewise(logits, targets, length, allowed_len_diff, where)
+    if config.spec.raw_logits:
+        _refuse_log_probabilities(logits, mask, where)
     labels = torch.where(mask, targets, IGNORE_INDEX)
     per_frame = config(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")
     return reduce_masked(per_frame, mask.to(per_frame.dtype), reduction)
+
+
+# |log-sum-exp| of a row of log-probabilities stays far below this (float32 rounding); raw logits are never all near 0
+_LOG_PROBABILITY_TOLERANCE = 1e-3
+
+
+def _refuse_log_probabilities(logits: Tensor, mask: Tensor, where: str) -> None:
+    """``ValueError`` when every counted row is a log-probability vector (its log-sum-exp is 0)."""
+    with torch.no_grad():
+        rows = logits.detach()[mask]
+        if rows.numel() == 0:
+            return
+        lse = torch.logsumexp(rows.float(), dim=-1)
+        if bool((lse.abs() <= _LOG_PROBABILITY_TOLERANCE).all()):
+            raise ValueError(
+                f"{where}: the inputs are log-probabilities (the log-sum-exp of every counted row is 0, max "
+                f"|lse| = {float(lse.abs().max()):.2g}), but this loss needs the raw logits: a log-softmax "
+                "forgets their offset, which the square loss trains. Feed the output of the last linear layer, "
+                "before the log-softmax (in a SpeechBrain classifier ending in "
+                "`speechbrain.nnet.activations.Softmax(apply_log=True)`, compute the loss on the output of the "
+                "layer before it; docs/speechbrain_classification.md shows how)."
+            )
 
 
 def logits_loss(
