@@ -1,12 +1,14 @@
 """``SquareLossTrainer`` and the ``compute_loss_func`` for the stock ``Trainer``.
 
 Normalisation. The loss of a training step is ``sum(per-item loss) / num_items_in_batch``, where
-``num_items_in_batch`` is the number of non-ignored labels in the whole accumulated batch, over all processes (the
-Trainer counts it). Hence one step with batch 16 equals batch 8 x 2 accumulation steps, and 2 processes x 8 equal
+``num_items_in_batch`` is the number of items in the whole accumulated batch, over all processes: the non-ignored
+labels, counted by :class:`SquareLossTrainer` per head (:mod:`.heads`: causal LMs on ``labels[..., 1:]``, CTC per
+utterance). Hence one step with batch 16 equals batch 8 x 2 accumulation steps, and 2 processes x 8 equal
 1 x 16, for every loss type, ``ce`` included. Stock transformers 5.x gets this wrong for BERT-family
 ``*ForSequenceClassification`` models: their ``forward`` accepts ``**kwargs``, so the Trainer believes they
 normalise by ``num_items_in_batch``; they return a per-micro-batch mean instead, which the Trainer then neither
-divides by the accumulation steps nor by the world size.
+divides by the accumulation steps nor by the world size. It also counts GPT-2's labels unshifted (its
+``loss_type`` is ``None``), so GPT-2's own loss is divided by one token too many per row.
 """
 
 from __future__ import annotations
@@ -210,16 +212,16 @@ _HANDLER: logging.Handler | None = None
 
 
 def _announce(args: TrainingArguments, message: str) -> None:
-    """Log ``message`` at INFO on this package's logger, visible by default: unless the application configured
-    the ``hf_squareloss`` logger, its level follows ``args.log_level`` (INFO when that is ``passive``)."""
+    """Log ``message`` at INFO, visible by default: unless the application configured this module's logger, its
+    level follows ``args.log_level`` (INFO when that is ``passive``) and it gets a stream handler if no logger
+    above it has one."""
     global _HANDLER
-    package = logging.getLogger("hf_squareloss")
-    if package.level == logging.NOTSET or package.handlers == [_HANDLER]:
+    if logger.level == logging.NOTSET or (_HANDLER is not None and _HANDLER in logger.handlers):
         level = getattr(args, "log_level", "passive")
-        package.setLevel(logging.INFO if level == "passive" else args.get_process_log_level())
-        if not package.hasHandlers():
+        logger.setLevel(logging.INFO if level == "passive" else args.get_process_log_level())
+        if not logger.hasHandlers():
             _HANDLER = logging.StreamHandler()
-            package.addHandler(_HANDLER)
+            logger.addHandler(_HANDLER)
     logger.info(message)
 
 
@@ -258,7 +260,10 @@ class SquareLossTrainer(Trainer):
     """A :class:`~transformers.Trainer` that trains with the loss chosen by ``loss_type``.
 
     Works for any model that returns ``logits`` of shape ``(..., C)`` and takes integer ``labels`` (sequence,
-    token, multiple-choice, image and audio classification heads); ``-100`` labels are ignored.
+    token, multiple-choice, image and audio classification heads); ``-100`` labels are ignored. Language-model and
+    CTC heads are trained on the model's own targets (:mod:`hf_squareloss.heads`): shifted for causal LMs, as the
+    model aligns them for seq2seq and masked LMs, CTC or Tamed CTC for ``*ForCTC``. The resolved loss is logged
+    when training starts.
 
     Loss settings come from ``args`` (a :class:`SquareLossTrainingArguments`; a plain ``TrainingArguments`` is
     converted). ``loss_type``, ``square_k``, ``square_m``, ``square_preset`` and ``tce_alpha`` may also be passed

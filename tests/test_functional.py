@@ -557,3 +557,47 @@ def test_tce_both_paths_match_the_formula_and_autograd(c, alpha, fused, monkeypa
     x = logits.detach()[:2].clone().requires_grad_(True)
     fn = lambda z: hsl.tamed_cross_entropy(z, labels[:2], alpha=alpha)  # noqa: E731
     assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize(
+    "module,per_item",
+    [
+        (
+            lambda **kw: hsl.SquareLoss(k=2.0, M=3.0, **kw),
+            lambda f, y: (2.0 * (f.gather(-1, y[:, None]).squeeze(-1) - 3.0) ** 2 + (f**2).sum(-1)
+                          - f.gather(-1, y[:, None]).squeeze(-1) ** 2) / f.shape[-1],
+        ),
+        (
+            lambda **kw: hsl.TamedCrossEntropyLoss(alpha=0.5, **kw),
+            lambda f, y: ((1 - torch.log_softmax(f, -1).gather(-1, y[:, None]).squeeze(-1)) ** 0.5 - 1) / 0.5,
+        ),
+        (
+            lambda **kw: hsl.CrossEntropyLoss(**kw),
+            lambda f, y: -torch.log_softmax(f, -1).gather(-1, y[:, None]).squeeze(-1),
+        ),
+        (
+            lambda **kw: hsl.SoftmaxMSELoss(**kw),
+            lambda f, y: ((torch.softmax(f, -1) - F.one_hot(y, f.shape[-1])) ** 2).sum(-1),
+        ),
+        (
+            lambda **kw: hsl.SoftmaxMAELoss(**kw),
+            lambda f, y: (torch.softmax(f, -1) - F.one_hot(y, f.shape[-1])).abs().sum(-1),
+        ),
+    ],
+)  # fmt: skip
+def test_module_wrappers_pass_ignore_index_and_reduction(module, per_item):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 5, (7,), generator=g)
+    labels[[1, 4]] = 3
+    labels[2] = 0
+    keep = labels != 3  # ignore_index=3: a valid class index, skipped
+    expected = torch.where(keep, per_item(logits, torch.where(keep, labels, 0)), 0.0)
+    got = module(ignore_index=3, reduction="none")(logits, labels)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(module(ignore_index=3, reduction="sum")(logits, labels), expected.sum())
+    torch.testing.assert_close(
+        module(ignore_index=3, reduction="mean")(logits, labels), expected.sum() / keep.sum()
+    )
+    with pytest.raises(ValueError, match="reduction"):
+        module(reduction="batch")

@@ -325,9 +325,26 @@ def test_compute_loss_func_is_refused(tmp_path):
         )
 
 
+def _tce_reference_step(base, data) -> torch.Tensor:
+    """One full-batch SGD step (lr 0.5) on the mean TCE (alpha 1.5) of the 16 examples, from the formula."""
+    model = base.__class__(base.config)
+    model.load_state_dict(base.state_dict())
+    model.train()
+    logits = model(input_ids=torch.tensor(data["input_ids"])).logits.double()
+    log_q = torch.log_softmax(logits, -1).gather(-1, torch.tensor(data["labels"])[:, None]).squeeze(-1)
+    loss = (((1 - log_q) ** (1 - 1.5) - 1) / (1 - 1.5)).mean()
+    loss.backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            p -= 0.5 * p.grad
+    return _params(model)
+
+
 def test_stock_trainer_helper_matches_square_loss_trainer(tmp_path):
     base, data = one_step.tiny_bert(), one_step.dataset()
+    reference = _tce_reference_step(base, data)
     ours = one_step.one_step(base, data, 8, 2, "tce", str(tmp_path))
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
     model = base.__class__(base.config)
     model.load_state_dict(base.state_dict())
     args = TrainingArguments(
@@ -345,9 +362,34 @@ def test_stock_trainer_helper_matches_square_loss_trainer(tmp_path):
         )
     )
     Trainer(
-        model=model, args=args, train_dataset=data, compute_loss_func=hsl.make_compute_loss_func("tce")
+        model=model,
+        args=args,
+        train_dataset=data,
+        compute_loss_func=hsl.make_compute_loss_func("tce", model=model),
     ).train()
-    torch.testing.assert_close(_params(model), ours, rtol=0, atol=1e-6)
+    torch.testing.assert_close(_params(model), reference, rtol=0, atol=1e-6)
+
+
+def test_helper_takes_square_preset_from_the_classes_it_first_sees():
+    fn = hsl.make_compute_loss_func("square")
+    g = torch.Generator().manual_seed(0)
+    logits, labels = 5 * torch.randn(6, 1000, generator=g), torch.randint(0, 1000, (6,), generator=g)
+    loss = fn({"logits": logits}, labels)
+    assert fn.config.params == {"k": 15.0, "M": 30.0} and fn.num_classes == 1000
+    f, onehot = logits.double(), F.one_hot(labels, 1000).double()
+    per_item = (15 * ((f * onehot).sum(-1) - 30) ** 2 + (f**2 * (1 - onehot)).sum(-1)) / 1000
+    torch.testing.assert_close(loss.double(), per_item.mean(), rtol=1e-6, atol=1e-6)
+    # an integer num_items_in_batch (a custom trainer may pass one): sum / num_items
+    torch.testing.assert_close(
+        fn({"logits": logits}, labels, num_items_in_batch=4).double(),
+        per_item.sum() / 4,
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    assert fn({"logits": logits[:2, :3]}, labels[:2] % 3) is not None and fn.config.params == {
+        "k": 1.0,
+        "M": 1.0,
+    }
 
 
 def test_missing_labels_is_a_clear_error():
