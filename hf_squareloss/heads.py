@@ -2,16 +2,17 @@
 
 Head kinds (:func:`head_kind`):
 
-================  ==========================================================================================
-kind              what the losses are computed on
-================  ==========================================================================================
-``causal_lm``     position ``t`` predicts label ``t + 1``: ``logits[..., :-1, :]`` with ``labels[..., 1:]``, as
-                  transformers' own ``ForCausalLMLoss`` does; ``num_items_in_batch`` counts ``labels[..., 1:]``.
-``seq2seq``       decoder logits with ``labels`` as they are (the model feeds right-shifted labels to its decoder).
-``masked_lm``     logits with ``labels`` as they are (``-100`` on the unmasked tokens).
-``ctc``           CTC over each utterance (``ce``) or Tamed CTC (``tce``); the other losses do not apply.
-``classification`` logits ``(..., C)`` with labels ``(...)``: sequence, token, multiple-choice, image, audio heads.
-================  ==========================================================================================
+==================  ========================================================================================
+kind                what the losses are computed on
+==================  ========================================================================================
+``causal_lm``       position ``t`` predicts label ``t + 1``: ``logits[..., :-1, :]`` with ``labels[..., 1:]``,
+                    as transformers' ``ForCausalLMLoss`` does; ``num_items_in_batch`` counts ``labels[..., 1:]``.
+``seq2seq``         decoder logits with ``labels`` as they are (the model feeds right-shifted labels to its
+                    decoder).
+``masked_lm``       logits with ``labels`` as they are (``-100`` on the unmasked tokens).
+``ctc``             CTC over each utterance (``ce``) or Tamed CTC (``tce``); the other losses do not apply.
+``classification``  logits ``(..., C)`` with labels ``(...)``: sequence, token, multiple-choice, image, audio.
+==================  ========================================================================================
 
 Detection rule, first match wins ("the class" is the model's class or any of its base classes):
 

@@ -19,7 +19,8 @@ Modules: :mod:`.losses` (the losses), :mod:`.masking` (SpeechBrain's length/redu
 :mod:`.scoring` (log-probabilities for beam search from a square-loss decoder); for the recipes of ``recipes/asr``:
 :mod:`.units` (tokenizers), :mod:`.manifests` (CSV manifests), :mod:`.audio` (audio and SPHERE headers),
 :mod:`.asr_brain` (the joint CTC-attention ``Brain``) and :mod:`.recipe` (the common ``train.py``). Importing this
-package does not import SpeechBrain; :mod:`.asr_brain` and :mod:`.recipe` do. See ``recipes/asr/README.md``.
+package does not import SpeechBrain; :mod:`.asr_brain` and :mod:`.recipe` do. See ``recipes/asr/README.md``, and
+``recipes/fsdd/README.md`` for classification recipes.
 """
 
 from __future__ import annotations
