@@ -26,7 +26,9 @@ def __getattr__(name: str):
 
         from .environment import torchaudio_guard
 
-        with torchaudio_guard():  # transformers imports torchaudio: a broken pair gets a message that names it
+        with (
+            torchaudio_guard()
+        ):  # transformers imports torchaudio: a broken pair gets a message that names it
             module = importlib.import_module(f".{_LAZY[name]}", __name__)
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

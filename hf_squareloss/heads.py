@@ -50,6 +50,7 @@ __all__ = [
     "check_loss_type",
     "ctc_input_lengths",
     "ctc_loss",
+    "decoder_input_ids",
     "describe_head",
     "head_kind",
     "is_language_model_output",
@@ -213,6 +214,27 @@ def item_targets(head: Head, labels: Tensor) -> Tensor:
     if head.kind == "ctc":
         return torch.zeros(labels.shape[:1], dtype=torch.long, device=labels.device)
     return labels
+
+
+def decoder_input_ids(model: Any, labels: Tensor) -> Tensor:
+    """The decoder inputs an encoder-decoder model makes from ``labels`` when it gets no ``decoder_input_ids``: the
+    labels shifted right, the decoder start token first, ``-100`` replaced by the pad token."""
+    inner = getattr(model, "module", model)
+    prepare = getattr(inner, "prepare_decoder_input_ids_from_labels", None)
+    if prepare is not None:
+        return prepare(labels=labels)
+    config = getattr(inner, "config", None)
+    start = getattr(config, "decoder_start_token_id", None)
+    pad = getattr(config, "pad_token_id", None)
+    if start is None or pad is None:
+        raise ValueError(
+            f"{type(inner).__name__}: cannot make decoder_input_ids from the labels (config.decoder_start_token_id "
+            "or config.pad_token_id is None); put `decoder_input_ids` in the batch (DataCollatorForSeq2Seq(model=...))"
+        )
+    shifted = labels.new_full(labels.shape, int(pad))
+    shifted[..., 1:] = labels[..., :-1]
+    shifted[..., 0] = int(start)
+    return shifted.masked_fill(shifted == IGNORE_INDEX, int(pad))
 
 
 def ctc_input_lengths(model: Any, inputs: Mapping[str, Any]) -> Tensor | None:

@@ -359,9 +359,7 @@ class SquareLossTrainer(Trainer):
         if head.kind == "seq2seq" and "labels" in inputs and "decoder_input_ids" not in inputs:
             # the model builds them from `labels`, which the Trainer withholds from it when it computes the loss
             unwrapped = self.accelerator.unwrap_model(model)
-            prepare = getattr(unwrapped, "prepare_decoder_input_ids_from_labels", None)
-            if prepare is not None:
-                inputs = {**inputs, "decoder_input_ids": prepare(labels=inputs["labels"])}
+            inputs = {**inputs, "decoder_input_ids": heads.decoder_input_ids(unwrapped, inputs["labels"])}
         if head.kind == "ctc":
             unwrapped = unwrapped or self.accelerator.unwrap_model(model)
             self.loss_function.input_lengths = heads.ctc_input_lengths(unwrapped, inputs)

@@ -24,6 +24,8 @@ from transformers import (
     TrainingArguments,
     Wav2Vec2Config,
     Wav2Vec2ForCTC,
+    WhisperConfig,
+    WhisperForConditionalGeneration,
 )
 
 import hf_squareloss as hsl
@@ -120,6 +122,30 @@ def _bart():
     )
 
 
+def _whisper():
+    return WhisperForConditionalGeneration(
+        WhisperConfig(
+            vocab_size=50,
+            num_mel_bins=8,
+            d_model=16,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            max_source_positions=16,
+            max_target_positions=32,
+            pad_token_id=0,
+            decoder_start_token_id=1,
+            bos_token_id=1,
+            eos_token_id=2,
+            suppress_tokens=None,
+            begin_suppress_tokens=None,
+        )
+    )
+
+
 def _ctc_model(reduction: str = "mean", zero_infinity: bool = False):
     torch.manual_seed(0)
     return Wav2Vec2ForCTC(
@@ -158,7 +184,11 @@ def test_head_kind():
     assert head_kind(one_step.tiny_lm("gpt2")) == "causal_lm"
     assert one_step.tiny_lm("gpt2").loss_type is None  # detected by class, not by loss_type
     assert head_kind(one_step.tiny_lm("llama")) == "causal_lm"
-    assert head_kind(_t5()) == "seq2seq" and head_kind(_bart()) == "seq2seq"
+    assert (
+        head_kind(_t5()) == "seq2seq"
+        and head_kind(_bart()) == "seq2seq"
+        and head_kind(_whisper()) == "seq2seq"
+    )
     assert head_kind(BertForMaskedLM(_bert())) == "masked_lm"
     assert head_kind(_ctc_model()) == "ctc"
     assert head_kind(one_step.tiny_bert()) == "classification"
@@ -180,21 +210,24 @@ def _lm_batch(seed: int = 0):
     return ids, labels
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama", "t5", "bart", "masked_lm"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "t5", "bart", "whisper", "masked_lm"])
 def test_ce_equals_the_models_own_loss(tmp_path, family):
     model = {
         "gpt2": lambda: one_step.tiny_lm("gpt2"),
         "llama": lambda: one_step.tiny_lm("llama"),
         "t5": _t5,
         "bart": _bart,
+        "whisper": _whisper,
         "masked_lm": lambda: BertForMaskedLM(_bert()),
     }[family]().eval()
     ids, labels = _lm_batch()
+    # the batch as a collator gives it: inputs and labels (seq2seq models make their decoder inputs from the labels)
+    inputs = {"input_features": torch.randn(3, 8, 32)} if family == "whisper" else {"input_ids": ids}
     trainer = SquareLossTrainer(model=model, args=_args(tmp_path, loss_type="ce"))
     stock_fn = hsl.make_compute_loss_func("ce", model=model)
     with torch.no_grad():
-        own = model(input_ids=ids, labels=labels)
-        ours = trainer.compute_loss(model, {"input_ids": ids, "labels": labels})
+        own = model(**inputs, labels=labels)
+        ours = trainer.compute_loss(model, {**inputs, "labels": labels})
         # the stock path, with the outputs the model gives for these labels
         stock = stock_fn(own, labels)
         summed = stock_fn(own, labels, num_items_in_batch=7)  # integer num_items_in_batch
