@@ -324,7 +324,8 @@ class SquareLossTrainer(Trainer):
         self.add_callback(self.loss_function)  # binds the trained model and logs the loss at train start
         self._recorded: dict[str, Any] | None = None
         if self.model is not None:
-            self.loss_function.bind(self.model)
+            if model is None:  # made by model_init
+                self.loss_function.bind(self.model)
             self._record_loss(self.model)
 
     # ---- the loss record in the model config ----------------------------------------------------------------
