@@ -4,12 +4,21 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .calibration import calibration_metrics, fit_temperature
 from .citations import BIBTEX, bibtex
 from .functional import cross_entropy, softmax_mae, softmax_mse, square_loss, tame, tamed_cross_entropy
 from .modules import CrossEntropyLoss, SoftmaxMAELoss, SoftmaxMSELoss, SquareLoss, TamedCrossEntropyLoss
 from .presets import SQUARE_LOSS_PRESETS, SquareLossParams, square_loss_preset
 from .registry import LOSSES, LossConfig, LossSpec, get_loss_spec, loss_types
-from .scores import logits_to_scores, loss_config_of, pipeline_kwargs
+from .scores import (
+    logits_to_scores,
+    loss_config_of,
+    pipeline_kwargs,
+    pipeline_scores,
+    served_log_probs,
+    set_temperature,
+    temperature_of,
+)
 
 # The Trainer side imports transformers.Trainer (seconds); load it on first use so that the losses alone stay light.
 _LAZY = {
@@ -51,17 +60,23 @@ __all__ = [
     "TamedCrossEntropyLoss",
     "__version__",
     "bibtex",
+    "calibration_metrics",
     "cross_entropy",
+    "fit_temperature",
     "get_loss_spec",
     "logits_to_scores",
     "loss_config_of",
     "loss_types",
     "make_compute_loss_func",
     "pipeline_kwargs",
+    "pipeline_scores",
+    "served_log_probs",
+    "set_temperature",
     "softmax_mae",
     "softmax_mse",
     "square_loss",
     "square_loss_preset",
     "tame",
     "tamed_cross_entropy",
+    "temperature_of",
 ]

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..calibration import fit_temperature
 from ..registry import LossConfig
 from ..scores import logits_to_scores
 
@@ -142,21 +143,13 @@ def _check_scale(scale: float) -> float:
     return value
 
 
-def _mean_gap(scale: float, scores: Tensor, targets: Tensor) -> float:
-    """Derivative of the mean log-likelihood in the scale: ``mean(s_y - E_p[s])`` under ``softmax(scale * s)``."""
-    p = torch.softmax(scale * scores, dim=-1)
-    expected = (p * scores).sum(-1)
-    true = scores.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return float((true - expected).mean())
-
-
-def fit_score_scale(scores: Tensor, targets: Tensor, *, iterations: int = 60) -> float:
+def fit_score_scale(scores: Tensor, targets: Tensor, *, iterations: int = 100) -> float:
     r"""Maximum-likelihood sharpness :math:`\beta` of ``log_softmax(beta * scores)`` for the ``targets``.
 
-    The mean log-likelihood :math:`\frac1N\sum_n \beta s_{n,y_n} - \log\sum_c e^{\beta s_{n,c}}` is concave in
-    :math:`\beta` with derivative :math:`\frac1N\sum_n s_{n,y_n} - \mathbb{E}_{p_\beta}[s_n]`, decreasing in
-    :math:`\beta`; its root is found by bisection on :math:`\log\beta` in ``[0.01, 1000]`` (the ends are returned
-    when the root lies outside: ``1000`` means the held-out tokens are separated almost perfectly).
+    This is temperature scaling with :math:`\beta = 1/T` (:func:`hf_squareloss.calibration.fit_temperature`: the
+    mean log-likelihood is concave in :math:`\beta`, its maximiser unique), searched in ``[0.01, 1000]``. The ends
+    are returned when the maximum lies outside: ``1000`` means the held-out tokens are separated almost perfectly,
+    ``0.01`` that the true tokens score below average.
 
     Args:
         scores: ``[N, C]`` normalised scores of counted decoder steps (e.g. ``logits / M``).
@@ -171,17 +164,10 @@ def fit_score_scale(scores: Tensor, targets: Tensor, *, iterations: int = 60) ->
         raise ValueError("fit_score_scale: no decoder steps to calibrate on")
     if not bool(torch.isfinite(scores).all()):
         raise ValueError("fit_score_scale: scores contain NaN or Inf")
-    scores = scores.double()
-    targets = targets.long()
-    low, high = (math.log(v) for v in _SCALE_RANGE)
-    if _mean_gap(math.exp(high), scores, targets) >= 0:
-        return _SCALE_RANGE[1]
-    if _mean_gap(math.exp(low), scores, targets) <= 0:
-        return _SCALE_RANGE[0]
-    for _ in range(iterations):
-        mid = 0.5 * (low + high)
-        if _mean_gap(math.exp(mid), scores, targets) > 0:
-            low = mid
-        else:
-            high = mid
-    return math.exp(0.5 * (low + high))
+    low, high = _SCALE_RANGE
+    fit = fit_temperature(scores, targets, bounds=(1.0 / high, 1.0 / low), max_iterations=iterations)
+    if fit.status == "separable":
+        return high
+    if fit.status == "inverted":
+        return low
+    return 1.0 / fit.temperature
