@@ -25,7 +25,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from . import heads
 from .registry import LossConfig
-from .scores import CONFIG_KEY
+from .scores import CONFIG_KEY, TEMPERATURE_KEY, temperature_of
 from .training_args import LOSS_ARGUMENT_NAMES, SquareLossTrainingArguments
 
 __all__ = ["LossFunction", "SquareLossTrainer", "make_compute_loss_func"]
@@ -121,12 +121,23 @@ class LossFunction(TrainerCallback):
         record["hf_squareloss_version"] = __version__
         return record
 
-    def write_record(self, model: Any) -> dict[str, Any] | None:
-        """Write :meth:`record` into ``model.config`` (so ``config.json``, checkpoints and cards carry it)."""
+    def write_record(self, model: Any, *, keep_temperature: bool = True) -> dict[str, Any] | None:
+        """Write :meth:`record` into ``model.config`` (so ``config.json``, checkpoints and cards carry it).
+
+        A temperature fitted for the same loss (:mod:`hf_squareloss.calibration`) is kept, unless
+        ``keep_temperature`` is False (training starts: the fit no longer holds).
+        """
         config = getattr(getattr(model, "module", model), "config", None)
         if config is None:
             return None
         record = self.record()
+        temperature = _same_loss_temperature(getattr(config, CONFIG_KEY, None), self.config)
+        if keep_temperature and temperature is not None:
+            record[TEMPERATURE_KEY] = temperature
+        elif temperature is not None:
+            logger.info(
+                "training changes the model: its fitted temperature is dropped (calibrate again after)"
+            )
         setattr(config, CONFIG_KEY, record)
         return record
 
@@ -143,7 +154,7 @@ class LossFunction(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if model is not None:
             self.bind(model)
-            self.write_record(model)
+            self.write_record(model, keep_temperature=False)
         if state.is_world_process_zero:
             _announce(args, "hf_squareloss: " + self.describe())
 
@@ -254,6 +265,16 @@ def read_loss_record(checkpoint_dir: str | os.PathLike) -> dict[str, Any] | None
         return None
     with open(path, encoding="utf-8") as fh:
         return json.load(fh).get(CONFIG_KEY)
+
+
+def _same_loss_temperature(record: Any, loss: LossConfig) -> float | None:
+    """The temperature of a loss ``record`` trained with ``loss``; None when absent, another loss or malformed."""
+    if not isinstance(record, Mapping) or record.get(TEMPERATURE_KEY) is None:
+        return None
+    try:
+        return temperature_of(record) if LossConfig.from_dict(record).same_loss(loss) else None
+    except ValueError:
+        return None
 
 
 class SquareLossTrainer(Trainer):

@@ -242,3 +242,68 @@ def test_temperature_saved_with_the_model(tmp_path) -> None:
         hsl.set_temperature(model, float("inf"))
     hsl.set_temperature(model, None)
     assert "temperature" not in model.config.hf_squareloss
+
+
+def test_trainer_keeps_the_temperature_until_it_trains(tmp_path) -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "scripts"))
+    import one_step
+
+    from hf_squareloss import SquareLossTrainer, SquareLossTrainingArguments
+
+    def args(**kw):
+        return SquareLossTrainingArguments(
+            output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no", **kw
+        )
+
+    model = one_step.tiny_bert()
+    model.config.hf_squareloss = {
+        **hsl.LossConfig.resolve("square", num_classes=3).to_dict(),
+        "temperature": 0.2,
+    }
+    SquareLossTrainer(model=model, args=args(loss_type="square"))
+    assert hsl.temperature_of(model) == 0.2  # same loss: the calibration still holds
+    SquareLossTrainer(model=model, args=args(loss_type="ce"))
+    assert hsl.temperature_of(model) is None  # another loss: the record is replaced
+    model.config.hf_squareloss = {**model.config.hf_squareloss, "temperature": 0.5}
+    trainer = SquareLossTrainer(
+        model=model,
+        args=args(loss_type="ce", max_steps=1, per_device_train_batch_size=4),
+        train_dataset=one_step.dataset(),
+    )
+    assert hsl.temperature_of(model) == 0.5
+    trainer.train()
+    assert hsl.temperature_of(model) is None  # training changed the model
+
+
+def test_pipeline_scores_give_the_served_probabilities(shared_model) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    path = shared_model("paraphrase-MiniLM-L3-v2")
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=3).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    texts = ["a fine sentence", "a dull one, really"]
+    with torch.no_grad():
+        logits = model(**tokenizer(texts, return_tensors="pt", padding=True)).logits.double()
+    classify = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
+    for loss, temperature, expected in (
+        ("square", None, logits),  # M = 1 for 3 classes: scores are the logits
+        ("square", 0.1, torch.softmax(logits / 0.1, -1)),
+        ("ce", None, torch.softmax(logits, -1)),
+        ("tce", 3.0, torch.softmax(logits / 3.0, -1)),
+    ):
+        model.config.hf_squareloss = hsl.LossConfig.resolve(loss, num_classes=3).to_dict()
+        hsl.set_temperature(model, temperature)
+        got = hsl.pipeline_scores(classify, texts)
+        assert len(got) == 2
+        for row, ref in zip(got, expected, strict=True):
+            assert [d["score"] for d in row] == sorted((d["score"] for d in row), reverse=True)
+            values = {d["label"]: d["score"] for d in row}
+            for i, value in enumerate(ref.tolist()):
+                assert values[model.config.id2label[i]] == pytest.approx(value, abs=1e-5)
+        single = hsl.pipeline_scores(classify, texts[0])
+        assert [d["label"] for d in single] == [d["label"] for d in got[0]]
+    with pytest.raises(ValueError, match="sets top_k itself"):
+        hsl.pipeline_scores(classify, texts, top_k=1)
