@@ -182,6 +182,14 @@ class ProtocolArguments:
             "choices": ["best", "trained"],
         },
     )
+    calibrate: bool = field(
+        default=False,
+        metadata={
+            "help": "After training, fit a temperature on the validation set by minimising the NLL of the served "
+            "probabilities, store it in the model's config (hf_squareloss.temperature) and evaluate with it; "
+            "the metrics before calibration are kept under *_uncalibrated names. Needs --do_eval."
+        },
+    )
     keep_checkpoints: bool = field(
         default=True,
         metadata={

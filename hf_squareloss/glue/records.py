@@ -146,6 +146,8 @@ def run_summary(
     model_args: ModelArguments,
     data_args: DataTrainingArguments,
     started: float,
+    *,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     metric = protocol.get("metric_for_best_model") or task.main_metric
     greater = bool(protocol.get("greater_is_better", True))
@@ -167,6 +169,7 @@ def run_summary(
         "num_train_examples": dataset_record["splits_used"].get("train"),
         "num_eval_examples": {s: dataset_record["splits_used"][s] for s in dataset_record["eval_splits"]},
         "loss": trainer.loss_record(),
+        "calibration": calibration,
         "loss_description": trainer.loss_function.config.describe(),
         "protocol": protocol,
         "seed": training_args.seed,

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..scores import temperature_of
 from ..training_args import SquareLossTrainingArguments
 from .arguments import DataTrainingArguments, LabelNoiseArguments, ModelArguments, ProtocolArguments
 from .callbacks import PROGRESS_PREFIX, EpochProgressCallback
@@ -41,7 +42,7 @@ from .protocol import ProtocolSetup, configure_protocol
 from .records import check_resumable, run_args_record, run_summary
 from .tasks import GlueTask, get_task
 
-__all__ = ["ARGUMENT_CLASSES", "STSB_REFUSAL", "main", "parse_args", "run"]
+__all__ = ["ARGUMENT_CLASSES", "STSB_REFUSAL", "EvalMetrics", "main", "parse_args", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,18 +76,55 @@ def parse_args(
     return parser.parse_args_into_dataclasses(args=argv)
 
 
-def _compute_metrics(task: GlueTask):
-    from .metrics import Glue
+class EvalMetrics:
+    """``compute_metrics`` of the recipe: the task's GLUE metrics and the calibration of the served probabilities
+    (``ece``, ``nll``, ``brier``; see :mod:`hf_squareloss.calibration`).
 
-    metric = Glue(config_name=task.name, keep_in_memory=True)
+    ``loss`` (the trained loss) is set once the Trainer exists; while ``temperature`` is set the calibration metrics
+    use it and the ones at ``T = 1`` are added under ``*_uncalibrated`` names.
+    """
 
-    def compute(prediction: Any) -> dict[str, float]:
+    def __init__(self, task: GlueTask) -> None:
+        from .metrics import Glue
+
+        self.metric = Glue(config_name=task.name, keep_in_memory=True)
+        self.loss: Any = None
+        self.temperature: float | None = None
+
+    def __call__(self, prediction: Any) -> dict[str, float]:
+        from ..calibration import served_calibration_metrics
+
         logits = (
             prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         )
-        return metric.compute(predictions=np.argmax(logits, axis=-1), references=prediction.label_ids)
+        labels = prediction.label_ids
+        out = self.metric.compute(predictions=np.argmax(logits, axis=-1), references=labels)
+        if self.loss is None:
+            return out
+        names = ("ece", "nll", "brier")
+        served = served_calibration_metrics(logits, labels, self.loss, temperature=self.temperature or 1.0)
+        out.update({name: served[name] for name in names})
+        if self.temperature is not None:
+            before = served_calibration_metrics(logits, labels, self.loss, temperature=1.0)
+            out.update({f"{name}_uncalibrated": before[name] for name in names})
+        return out
 
-    return compute
+
+def _calibrate(trainer: Any, dataset: Any, metrics: EvalMetrics) -> dict[str, Any]:
+    """Fit the temperature on ``dataset`` (every process gets the same gathered logits, hence the same value),
+    store it in the model's loss record, and return what the run summary records about it."""
+    from ..calibration import fit_temperature_for
+    from ..scores import set_temperature
+
+    metrics.temperature = None
+    prediction = trainer.predict(dataset, metric_key_prefix="calibration")
+    logits = (
+        prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    )
+    fit = fit_temperature_for(logits, prediction.label_ids, trainer.loss_function.config)
+    set_temperature(trainer.accelerator.unwrap_model(trainer.model), fit.temperature)
+    metrics.temperature = fit.temperature
+    return {**fit.to_dict(), "fitted_on": "validation"}
 
 
 def _after_run(training_args: SquareLossTrainingArguments, output_dir: Path, push: bool) -> str | None:
@@ -156,6 +194,10 @@ def run(
         raise ValueError(STSB_REFUSAL)
     if not (training_args.do_train or training_args.do_eval):
         raise ValueError("nothing to do: pass --do_train and/or --do_eval")
+    if protocol_args.calibrate and not training_args.do_eval:
+        raise ValueError(
+            "--calibrate fits the temperature on the validation set and evaluates with it: add --do_eval"
+        )
     setup = configure_protocol(protocol_args, training_args, task, data_args, noise_args)
     training_args = setup.training_args
     # pushed once, with its card, when the run is complete (_after_run), never by the Trainer mid-run
@@ -266,6 +308,7 @@ def _run_locked(
     metric = setup.record.get("metric_for_best_model") or task.main_metric
     progress = EpochProgressCallback(metric, bool(setup.record.get("greater_is_better", True)))
     eval_main = encoded.get(task.eval_splits[0])
+    compute_metrics = EvalMetrics(task)
     trainer = SquareLossTrainer(
         model=model,
         args=training_args,
@@ -273,9 +316,10 @@ def _run_locked(
         eval_dataset=eval_main,
         processing_class=tokenizer,
         data_collator=collator,
-        compute_metrics=_compute_metrics(task),
+        compute_metrics=compute_metrics,
         callbacks=[*setup.callbacks, progress],
     )
+    compute_metrics.loss = trainer.loss_function.config
     loss_description = trainer.loss_function.config.describe()
     if main_process:
         print(
@@ -298,6 +342,20 @@ def _run_locked(
         trainer.save_state()
         history = eval_history(trainer.state.log_history)
     trainer.remove_callback(progress)
+
+    # ---- calibrate: one temperature fitted on the validation set, saved with the model -----------------------
+    calibration: dict[str, Any] | None = None
+    if protocol_args.calibrate:
+        calibration = _calibrate(trainer, eval_main, compute_metrics)
+        trainer.save_model()  # the saved config now carries the temperature
+        if main_process:
+            print(
+                f"{PROGRESS_PREFIX} temperature {calibration['temperature']:.4g} ({calibration['status']}) fitted on "
+                f"{task.eval_splits[0]}: NLL {calibration['nll_at_one']:.4f} -> {calibration['nll']:.4f}",
+                flush=True,
+            )
+    else:
+        compute_metrics.temperature = temperature_of(trainer.model)  # a model calibrated before keeps its own
 
     # ---- evaluate -----------------------------------------------------------------------------------------
     eval_metrics: dict[str, Any] = {}
@@ -324,6 +382,7 @@ def _run_locked(
         model_args,
         data_args,
         started,
+        calibration=calibration,
     )
     if main_process:
         write_json(output_dir / SUMMARY_FILE, summary)
