@@ -19,7 +19,15 @@ from ..glue.tasks import get_task
 from ..registry import loss_types
 from .grid import REFERENCE_LOSS
 
-__all__ = ["cell_key", "collect_runs", "main_metric", "metric_names", "summarise"]
+__all__ = [
+    "CALIBRATION_COLUMNS",
+    "calibration_values",
+    "cell_key",
+    "collect_runs",
+    "main_metric",
+    "metric_names",
+    "summarise",
+]
 
 RUN_COLUMNS = (
     "task",
@@ -31,6 +39,17 @@ RUN_COLUMNS = (
     "realised_noise_rate",
     "seed",
 )
+CALIBRATION_COLUMNS = (
+    "ece_before",
+    "ece_after",
+    "nll_before",
+    "nll_after",
+    "brier_before",
+    "brier_after",
+    "temperature",
+)
+"""Calibration of the served probabilities on the (first) validation split: before temperature scaling (``T = 1``)
+and after it (only for runs with ``--calibrate``), and the fitted temperature."""
 EXTRA_COLUMNS = (
     "model_epoch",
     "best_epoch",
@@ -57,6 +76,21 @@ def main_metric(task: str) -> str:
     return get_task(task).main_metric
 
 
+def calibration_values(summary: Mapping[str, Any]) -> dict[str, float | None]:
+    """The :data:`CALIBRATION_COLUMNS` of a run summary (``None`` where the run did not compute them)."""
+    evals = summary.get("eval_metrics") or {}
+    calibration = summary.get("calibration") or {}
+    calibrated = calibration.get("temperature") is not None
+    out: dict[str, float | None] = {}
+    for name in ("ece", "nll", "brier"):
+        before = evals.get(f"eval_{name}_uncalibrated" if calibrated else f"eval_{name}")
+        after = evals.get(f"eval_{name}") if calibrated else None
+        out[f"{name}_before"] = float(before) if before is not None else None
+        out[f"{name}_after"] = float(after) if after is not None else None
+    out["temperature"] = float(calibration["temperature"]) if calibrated else None
+    return out
+
+
 def _row(summary: Mapping[str, Any], run_dir: str) -> dict[str, Any]:
     noise = summary.get("label_noise") or {}
     evals = summary.get("eval_metrics") or {}
@@ -73,6 +107,7 @@ def _row(summary: Mapping[str, Any], run_dir: str) -> dict[str, Any]:
     for name in metric_names(summary["task"]):
         value = evals.get(f"eval_{name}")
         row[name] = float(value) if value is not None else None
+    row.update(calibration_values(summary))
     row.update(
         model_epoch=summary.get("model_epoch"),
         best_epoch=summary.get("best_epoch"),
@@ -148,6 +183,13 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "model_epoch": _stats([r["model_epoch"] for r in members]),
             "epochs_trained": _stats([r["epochs_trained"] for r in members]),
             "metrics": {},
+            "calibration": {
+                name: {
+                    **_stats([r.get(name) for r in members]),
+                    "per_seed": {r["seed"]: r.get(name) for r in members},
+                }
+                for name in CALIBRATION_COLUMNS
+            },
         }
         for name in metric_names(task):
             values = [r.get(name) for r in members]

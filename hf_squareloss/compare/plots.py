@@ -4,6 +4,8 @@
   standard deviation over seeds), as in the TCE paper's tables;
 * ``learning_curves.png``: the validation metric after each epoch, one line per loss (mean over seeds, band of one
   standard deviation), per task and noise rate, as in Hui & Belkin's learning curves;
+* ``calibration.png``: ECE and NLL of the served probabilities before and after temperature scaling, per loss
+  and noise rate (mean and standard deviation over seeds);
 * ``seed_spread.png``: every seed's result per loss, with the mean and standard deviation, per task and noise rate,
   as in Hui & Belkin's figure on the variance over seeds.
 """
@@ -18,7 +20,13 @@ from typing import Any
 from ..registry import loss_types
 from .aggregate import main_metric
 
-__all__ = ["plot_accuracy_vs_noise", "plot_learning_curves", "plot_seed_spread", "write_plots"]
+__all__ = [
+    "plot_accuracy_vs_noise",
+    "plot_calibration",
+    "plot_learning_curves",
+    "plot_seed_spread",
+    "write_plots",
+]
 
 _PROTOCOL = "early_stopping"
 
@@ -187,11 +195,62 @@ def plot_seed_spread(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | No
     return _finish(plt, fig, "Spread over seeds: each dot is one seed; black: mean ± std", path)
 
 
+def plot_calibration(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
+    """ECE and NLL before (hatched) and after temperature scaling, per loss and noise rate, mean ± std over seeds."""
+    rows = [r for r in rows if r["protocol"] == _PROTOCOL and r.get("ece_before") is not None]
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    if not tasks:
+        return None
+    plt = _pyplot()
+    fig, axes = _grid(plt, len(tasks), 2)
+    losses = _losses(rows)
+    width = 0.8 / (2 * len(losses))
+    for i, task in enumerate(tasks):
+        rates = sorted({r["noise_rate"] for r in rows if r["task"] == task})
+        for j, (name, scale, unit) in enumerate((("ece", 100.0, "ECE (%)"), ("nll", 1.0, "NLL (nats)"))):
+            ax = axes[i][j]
+            for k, loss in enumerate(losses):
+                for h, stage in enumerate(("before", "after")):
+                    xs, means, stds = [], [], []
+                    for x, rate in enumerate(rates):
+                        values = [
+                            scale * r[f"{name}_{stage}"]
+                            for r in rows
+                            if r["task"] == task
+                            and r["noise_rate"] == rate
+                            and r["loss_type"] == loss
+                            and r.get(f"{name}_{stage}") is not None
+                        ]
+                        if values:
+                            xs.append(x + (2 * k + h - len(losses) + 0.5) * width)
+                            means.append(statistics.fmean(values))
+                            stds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+                    if xs:
+                        ax.bar(
+                            xs,
+                            means,
+                            width,
+                            yerr=stds,
+                            capsize=2,
+                            color=_color(loss),
+                            alpha=0.45 if stage == "before" else 1.0,
+                            hatch="//" if stage == "before" else None,
+                            label=f"{loss} {stage}",
+                        )
+            ax.set_xticks(range(len(rates)), [f"noise {r:g}" for r in rates])
+            ax.set_title(f"{task}: {unit}, before (hatched) / after temperature scaling", fontsize="small")
+            ax.set_ylabel(unit)
+            ax.grid(alpha=0.3, axis="y")
+            ax.legend(fontsize="x-small", ncol=2)
+    return _finish(plt, fig, "Calibration of the served probabilities (mean ± std over seeds)", path)
+
+
 def write_plots(rows: Sequence[Mapping[str, Any]], folder: Path) -> list[Path]:
-    """Write the three figures into ``folder``; return the paths written."""
+    """Write the figures into ``folder``; return the paths written."""
     written = [
         plot_accuracy_vs_noise(rows, folder / "accuracy_vs_noise.png"),
         plot_learning_curves(rows, folder / "learning_curves.png"),
         plot_seed_spread(rows, folder / "seed_spread.png"),
+        plot_calibration(rows, folder / "calibration.png"),
     ]
     return [p for p in written if p is not None]

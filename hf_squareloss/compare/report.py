@@ -12,7 +12,7 @@ from typing import Any
 
 from ..glue.outputs import DATASET_FILE, RUN_ARGS_FILE, SUMMARY_FILE, read_json, write_json
 from ..registry import loss_types
-from .aggregate import EXTRA_COLUMNS, RUN_COLUMNS, collect_runs, metric_names, summarise
+from .aggregate import CALIBRATION_COLUMNS, EXTRA_COLUMNS, RUN_COLUMNS, collect_runs, metric_names, summarise
 from .grid import REFERENCE_LOSS, SweepSpec
 from .paper import HUI_BELKIN_BERT, HUI_BELKIN_SEEDS
 from .plots import write_plots
@@ -219,6 +219,9 @@ def format_results_md(
             *paper,
             "",
         ]
+    calibration = _calibration_table(summary)
+    if calibration:
+        lines += ["## Calibration", "", *calibration, ""]
     epochs = _epochs_table(summary)
     if epochs:
         lines += ["## Epochs", "", *epochs, ""]
@@ -228,6 +231,44 @@ def format_results_md(
         lines.append("")
     lines += ["## Per seed", "", _per_seed_table(rows), ""]
     return "\n".join(lines)
+
+
+def _number(entry: Mapping[str, Any] | None, scale: float = 1.0, digits: int = 3) -> str:
+    if not entry or entry.get("mean") is None:
+        return "–"
+    text = f"{scale * entry['mean']:.{digits}f}"
+    return text + (f" ± {scale * entry['std']:.{digits}f}" if entry.get("std") is not None else "")
+
+
+def _calibration_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
+    """ECE, NLL and Brier score of the served probabilities before and after temperature scaling, per cell."""
+    order = {loss: i for i, loss in enumerate(loss_types())}
+    cells = sorted(
+        (c for c in summary if (c.get("calibration") or {}).get("ece_before", {}).get("n")),
+        key=lambda c: (c["task"], c["protocol"], c["noise_rate"], order.get(c["loss_type"], len(order))),
+    )
+    if not cells:
+        return []
+    lines = [
+        "Calibration of the probabilities each model serves on the validation set (`softmax(z / T)`, `z` the logits, "
+        "or `logits / M` for the square loss), mean ± std over seeds. *Before*: `T = 1`; *after*: `T` fitted on "
+        "the same validation set by minimising the NLL (runs with `--calibrate`), so the *after* figures are "
+        "in-sample for that one parameter. ECE: top label, 15 equal-width bins, %. The square loss's *before* "
+        "figures depend on the convention `T = 1` on `logits / M`; compare losses *after* scaling.",
+        "",
+        "| task | protocol | noise | loss | ECE before | ECE after | NLL before | NLL after | Brier before | "
+        "Brier after | T |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        cal = c["calibration"]
+        lines.append(
+            f"| {c['task']} | {c['protocol']} | {c['noise_rate']:g} | {c['loss_type']} | "
+            f"{_number(cal['ece_before'], 100, 2)} | {_number(cal['ece_after'], 100, 2)} | "
+            f"{_number(cal['nll_before'])} | {_number(cal['nll_after'])} | {_number(cal['brier_before'])} | "
+            f"{_number(cal['brier_after'])} | {_number(cal['temperature'], 1, 4)} |"
+        )
+    return lines
 
 
 def _epochs_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -304,7 +345,8 @@ def _write_csv(path: Path, header: Sequence[str], records: Sequence[Mapping[str,
 def _summary_records(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     records = []
     for cell in summary:
-        for metric, entry in cell["metrics"].items():
+        entries = {**cell["metrics"], **{k: v for k, v in cell.get("calibration", {}).items() if v["n"]}}
+        for metric, entry in entries.items():
             paired = entry.get("paired_delta") or {}
             records.append(
                 {
@@ -346,7 +388,9 @@ def write_report(
     written: list[Path] = []
 
     metrics = list(dict.fromkeys(m for r in rows for m in metric_names(r["task"])))
-    _write_csv(report_dir / "results.csv", [*RUN_COLUMNS, *metrics, *EXTRA_COLUMNS], rows)
+    _write_csv(
+        report_dir / "results.csv", [*RUN_COLUMNS, *metrics, *CALIBRATION_COLUMNS, *EXTRA_COLUMNS], rows
+    )
     _write_csv(
         report_dir / "summary.csv",
         [
