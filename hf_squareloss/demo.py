@@ -3,7 +3,13 @@
 Everything is offline and real: the 1,797 handwritten digits that ship with scikit-learn, a small
 ``ViTForImageClassification`` built from a config and trained from scratch with :class:`SquareLossTrainer`, the
 training labels optionally corrupted with symmetric noise (the test labels never are). It prints a table of test
-accuracy (mean +- std over seeds) and writes ``results.json``, ``results.md`` and ``results.png``.
+accuracy (mean +- std over seeds) and one of calibration, and writes ``results.json``, ``results.md``,
+``results.png`` (accuracy) and ``calibration.png``.
+
+Calibration is measured on the probabilities each model serves (:mod:`hf_squareloss.calibration`): ECE (top label,
+15 bins), NLL and Brier score, *before* temperature scaling (``T = 1``: softmax of the logits, or of ``logits / M``
+for the square loss) and *after* it. The demo has no validation split, so *after* is cross-fitted on the test set:
+each half of it is scored with the temperature fitted on the other half.
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .calibration import cross_fitted_metrics, served_calibration_metrics
 from .noise import corrupt_labels
 from .registry import get_loss_spec
 
 __all__ = ["DemoConfig", "load_digits_splits", "run_demo"]
+
+_CAL = ("ece", "nll", "brier")
 
 
 @dataclass
@@ -141,6 +150,12 @@ def run_one(loss_type: str, noise_rate: float, seed: int, cfg: DemoConfig, data)
         seconds = time.perf_counter() - start
         logits = trainer.predict(_Images(x_te, y_te)).predictions
     accuracy = float((np.asarray(logits).argmax(-1) == y_te).mean())
+    loss = trainer.loss_function.config
+    before = served_calibration_metrics(logits, y_te, loss, temperature=1.0)
+    after, fits = cross_fitted_metrics(logits, y_te, loss, folds=2, seed=seed)
+    calibration = {
+        f"{name}_{stage}": m[name] for stage, m in (("before", before), ("after", after)) for name in _CAL
+    }
     return {
         "loss_type": loss_type,
         "loss": trainer.loss_function.config.describe(),
@@ -152,6 +167,9 @@ def run_one(loss_type: str, noise_rate: float, seed: int, cfg: DemoConfig, data)
         "train_seconds": seconds,
         "num_train": len(y_tr),
         "num_test": len(y_te),
+        **calibration,
+        "temperature_folds": [fit.temperature for fit in fits],
+        "temperature_status": [fit.status for fit in fits],
     }
 
 
@@ -165,6 +183,12 @@ def _summarise(runs: list[dict[str, Any]], cfg: DemoConfig) -> list[dict[str, An
             ]
             if not accs:
                 continue
+            members = [r for r in runs if r["loss_type"] == loss and r["noise_rate"] == rate]
+            calibration = {}
+            for name in (f"{m}_{stage}" for m in _CAL for stage in ("before", "after")):
+                values = [r[name] for r in members]
+                calibration[f"{name}_mean"] = statistics.fmean(values)
+                calibration[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
             rows.append(
                 {
                     "loss_type": loss,
@@ -174,6 +198,7 @@ def _summarise(runs: list[dict[str, Any]], cfg: DemoConfig) -> list[dict[str, An
                     "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
                     "realised_noise_rate_mean": statistics.fmean(noise),
                     "per_seed": accs,
+                    **calibration,
                 }
             )
     return rows
@@ -196,6 +221,73 @@ def format_table(rows: list[dict[str, Any]], cfg: DemoConfig) -> str:
             )
         lines.append(f"| {loss} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def format_calibration_table(rows: list[dict[str, Any]], cfg: DemoConfig) -> str:
+    """Markdown table: per loss and noise rate, ECE (%) and NLL before -> after temperature scaling, mean +- std."""
+    lines = [
+        "| loss | noise | ECE before (%) | ECE after (%) | NLL before | NLL after | Brier before | Brier after |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(row: dict[str, Any], name: str, scale: float, digits: int) -> str:
+        return f"{scale * row[name + '_mean']:.{digits}f} ± {scale * row[name + '_std']:.{digits}f}"
+
+    for rate in cfg.noise_rates:
+        for loss in cfg.losses:
+            row = next((r for r in rows if r["loss_type"] == loss and r["noise_rate"] == rate), None)
+            if row is None:
+                continue
+            lines.append(
+                f"| {loss} | {rate:.0%} | {cell(row, 'ece_before', 100, 2)} | {cell(row, 'ece_after', 100, 2)} | "
+                f"{cell(row, 'nll_before', 1, 3)} | {cell(row, 'nll_after', 1, 3)} | "
+                f"{cell(row, 'brier_before', 1, 3)} | {cell(row, 'brier_after', 1, 3)} |"
+            )
+    return "\n".join(lines)
+
+
+def _plot_calibration(rows: list[dict[str, Any]], cfg: DemoConfig, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0))
+    width = 0.8 / (2 * len(cfg.losses))
+    for ax, (name, scale, unit) in zip(
+        axes, (("ece", 100.0, "ECE (%)"), ("nll", 1.0, "NLL (nats)")), strict=True
+    ):
+        for i, loss in enumerate(cfg.losses):
+            for h, stage in enumerate(("before", "after")):
+                xs, means, stds = [], [], []
+                for j, rate in enumerate(cfg.noise_rates):
+                    row = next((r for r in rows if r["loss_type"] == loss and r["noise_rate"] == rate), None)
+                    if row:
+                        xs.append(j + (2 * i + h - len(cfg.losses) + 0.5) * width)
+                        means.append(scale * row[f"{name}_{stage}_mean"])
+                        stds.append(scale * row[f"{name}_{stage}_std"])
+                ax.bar(
+                    xs,
+                    means,
+                    width,
+                    yerr=stds,
+                    capsize=2,
+                    color=f"C{i}",
+                    alpha=0.45 if stage == "before" else 1.0,
+                    hatch="//" if stage == "before" else None,
+                    label=f"{loss} {stage}",
+                )
+        ax.set_xticks(range(len(cfg.noise_rates)), [f"{r:.0%} symmetric noise" for r in cfg.noise_rates])
+        ax.set_ylabel(f"{unit}, mean ± std over {len(cfg.seeds)} seeds")
+        ax.set_title(f"test {unit}: before (hatched) / after temperature scaling", fontsize="small")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize="x-small", ncol=2)
+    fig.suptitle(
+        "8x8 digits, tiny ViT from scratch: calibration of the served probabilities", fontsize="medium"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _realised(rows: list[dict[str, Any]], rate: float) -> float:
@@ -232,7 +324,8 @@ def _plot(rows: list[dict[str, Any]], cfg: DemoConfig, path: str) -> None:
 
 
 def run_demo(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
-    """Run every (noise rate, loss, seed) and write ``results.json``, ``results.md`` and ``results.png``."""
+    """Run every (noise rate, loss, seed) and write ``results.json``, ``results.md``, ``results.png`` and
+    ``calibration.png``."""
     from tqdm.auto import tqdm
     from transformers.utils import logging as hf_logging
 
@@ -253,10 +346,12 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
         runs.append(run)
         bar.write(
             f"  {loss:>11s}  noise {rate:4.0%} (realised {run['realised_noise_rate']:.1%})  seed {seed}  "
-            f"test accuracy {100 * run['test_accuracy']:.2f}%  ({run['train_seconds']:.1f}s)"
+            f"test accuracy {100 * run['test_accuracy']:.2f}%  ECE {100 * run['ece_before']:.1f}% -> "
+            f"{100 * run['ece_after']:.1f}%  ({run['train_seconds']:.1f}s)"
         )
     rows = _summarise(runs, cfg)
     table = format_table(rows, cfg)
+    calibration_table = format_calibration_table(rows, cfg)
     result = {
         "task": "scikit-learn digits (8x8), test accuracy",
         "config": asdict(cfg),
@@ -272,10 +367,20 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
             f"# Demo: test accuracy (%) on scikit-learn digits, mean ± std over seeds {list(cfg.seeds)}\n\n"
         )
         fh.write(table + "\n")
+        fh.write(
+            "\n## Calibration of the served probabilities on the test set, mean ± std over seeds\n\n"
+            "Before: `T = 1` (softmax of the logits; of `logits / M` for the square loss). After: temperature "
+            "scaling cross-fitted on the test set (each half scored with the `T` fitted on the other half). "
+            "ECE: top label, 15 equal-width bins.\n\n"
+        )
+        fh.write(calibration_table + "\n")
     _plot(rows, cfg, os.path.join(cfg.output_dir, "results.png"))
+    _plot_calibration(rows, cfg, os.path.join(cfg.output_dir, "calibration.png"))
     if progress:
         print("\n" + table)
+        print("\n" + calibration_table)
         print(
-            f"\nwrote {cfg.output_dir}/results.json, results.md, results.png ({result['wall_seconds']:.0f}s)"
+            f"\nwrote {cfg.output_dir}/results.json, results.md, results.png, calibration.png "
+            f"({result['wall_seconds']:.0f}s)"
         )
     return result

@@ -56,6 +56,21 @@ def test_demo_end_to_end(tmp_path):
     )
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "mean ± std" in (out / "results.md").read_text()
+    # calibration before and after temperature scaling, per run and over seeds
+    for run in result["runs"]:
+        for stage in ("before", "after"):
+            assert 0.0 <= run[f"ece_{stage}"] <= 1.0 and 0.0 <= run[f"brier_{stage}"] <= 2.0
+            assert run[f"nll_{stage}"] > 0.0
+        assert len(run["temperature_folds"]) == 2 and all(t > 0 for t in run["temperature_folds"])
+    for stage in ("before", "after"):
+        values = [
+            r[f"ece_{stage}"] for r in result["runs"] if r["loss_type"] == "ce" and r["noise_rate"] == 0.0
+        ]
+        assert ce_clean[f"ece_{stage}_mean"] == pytest.approx(sum(values) / 2)
+        assert ce_clean[f"ece_{stage}_std"] == pytest.approx(abs(values[0] - values[1]) / 2**0.5)
+    assert "ECE before (%)" in proc.stdout and "| square | 40% |" in proc.stdout
+    assert "ECE after (%)" in (out / "results.md").read_text()
+    assert (out / "calibration.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_demo_rejects_bad_settings(tmp_path):
