@@ -137,6 +137,14 @@ def test_an4_recipe_with_test_part_writes_test_figures(tmp_path, loss_type, extr
     else:
         assert "score_scale" not in results  # log-softmax outputs need no calibration
         assert "decoder score sharpness" not in log
+    # token-level calibration of the attention decoder on the validation set (teacher forcing)
+    assert 0.0 <= results["valid_token_ece"] <= 1.0 and results["valid_token_nll"] > 0
+    assert 0.0 <= results["valid_token_brier"] <= 2.0 and results["valid_token_count"] > 0
+    fitted = loss_type == "square" and "--score_scale=15" not in extra
+    assert ("valid_token_ece_uncalibrated" in results) == fitted
+    if fitted:  # the sharpness minimises the NLL of these very tokens
+        assert results["valid_token_nll"] <= results["valid_token_nll_uncalibrated"] + 1e-4
+        assert results["valid_token_count"] == 7  # calibration_max_steps
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..calibration import calibration_metrics
 from ..environment import torchaudio_guard
 from .masking import length_mask
 
@@ -59,9 +60,11 @@ class JointCTCAttentionBrain(sb.Brain):
     Extra keyword arguments (besides ``sb.Brain``'s):
         tokenizer: turns token ids back into text (:mod:`hf_squareloss.speechbrain.units`).
         results_file: JSON file that evaluations add their figures to (written by the main process only).
-        calibration_set: dataset (or loader) of held-out utterances for fitting the square-loss decoder's score
-            sharpness before beam search; ``None`` keeps the configured sharpness.
+        calibration_set: dataset (or loader) of held-out utterances (the validation set) on which the decoder's
+            token-level calibration is measured (``valid_token_ece`` ... in ``results_file``) and the square-loss
+            decoder's score sharpness is fitted before beam search; ``None``: neither, the configured sharpness.
         calibration_loader_kwargs: ``make_dataloader`` arguments for ``calibration_set``.
+        fit_score_scale: fit the sharpness on ``calibration_set`` (else the YAML's ``score_scale`` is used).
         error_rate_name: ``"WER"`` (words) or ``"PER"`` (phones: the "words" are phones); CER is reported for words.
     """
 
@@ -72,6 +75,7 @@ class JointCTCAttentionBrain(sb.Brain):
         results_file: str | Path,
         calibration_set: Any = None,
         calibration_loader_kwargs: Mapping[str, Any] | None = None,
+        fit_score_scale: bool = True,
         error_rate_name: str = "WER",
         **kwargs: Any,
     ) -> None:
@@ -84,7 +88,9 @@ class JointCTCAttentionBrain(sb.Brain):
             raise ValueError(f"error_rate_name must be 'WER' or 'PER', got {error_rate_name!r}")
         self.error_rate_name = error_rate_name
         self.eval_name = "test"
+        self.fit_scale = bool(fit_score_scale)
         self.fitted_scale: float | None = None
+        self.token_calibration_done = False
         self.train_stats: dict[str, float] = {}
 
     # ----------------------------------------------------------------------------------------------------------
@@ -224,36 +230,67 @@ class JointCTCAttentionBrain(sb.Brain):
         return self.evaluate(dataset, min_key=self.error_rate_name, test_loader_kwargs=dict(loader_kwargs))
 
     def on_evaluate_start(self, max_key: str | None = None, min_key: str | None = None) -> None:
-        """Load the best checkpoint and set the decoder's score sharpness for a square-loss decoder: fitted once on
-        ``calibration_set`` and reused for every evaluated set, or, without a calibration set, the YAML's
-        ``score_scale`` (loading a checkpoint would otherwise restore the value stored during training)."""
+        """Load the best checkpoint; before the first beam search, measure the decoder's token-level calibration on
+        ``calibration_set`` and, for a square-loss decoder, set its score sharpness: fitted once on
+        ``calibration_set`` (``fit_score_scale``) and reused for every evaluated set, or the YAML's ``score_scale``
+        (loading a checkpoint would otherwise restore the value stored during training)."""
         super().on_evaluate_start(max_key=max_key, min_key=min_key)
         seq_log_probs = self.hparams.seq_log_probs
-        if not seq_log_probs.outputs_scores:
-            return
-        if self.calibration_set is not None:
-            if self.fitted_scale is None:
-                self.fitted_scale = self.calibrate_score_scale()
-                self.update_results(
-                    {"score_scale": self.fitted_scale, "score_scale_source": "fitted on valid"}
-                )
-            seq_log_probs.scale = self.fitted_scale
-        else:
-            seq_log_probs.scale = float(getattr(self.hparams, "score_scale", seq_log_probs.scale))
-            self.update_results({"score_scale": seq_log_probs.scale, "score_scale_source": "fixed"})
-        logger.info(
-            "beam search on %s: decoder score sharpness %.4g nats", self.eval_name, seq_log_probs.scale
-        )
+        sample = None
+        if self.calibration_set is not None and not self.token_calibration_done:
+            sample = self.teacher_forced_sample()
+        if seq_log_probs.outputs_scores:
+            configured = float(getattr(self.hparams, "score_scale", seq_log_probs.scale))
+            if self.calibration_set is not None and self.fit_scale:
+                if self.fitted_scale is None:
+                    seq_log_probs.scale = configured
+                    if sample is not None:
+                        self._record_token_calibration(sample, "_uncalibrated")
+                    scores = seq_log_probs.normalised_scores(sample[0]) if sample is not None else None
+                    self.fitted_scale = (
+                        fit_score_scale(scores, sample[1])
+                        if scores is not None
+                        else self.calibrate_score_scale()
+                    )
+                    self.update_results(
+                        {"score_scale": self.fitted_scale, "score_scale_source": "fitted on valid"}
+                    )
+                seq_log_probs.scale = self.fitted_scale
+            else:
+                seq_log_probs.scale = configured
+                self.update_results({"score_scale": seq_log_probs.scale, "score_scale_source": "fixed"})
+            logger.info(
+                "beam search on %s: decoder score sharpness %.4g nats", self.eval_name, seq_log_probs.scale
+            )
+        if sample is not None:
+            self._record_token_calibration(sample, "")
+            self.token_calibration_done = True
+
+    def _record_token_calibration(self, sample: tuple[Tensor, Tensor], suffix: str) -> None:
+        """``valid_token_ece``, ``_nll``, ``_brier``, ``_accuracy`` (+ ``suffix``) of the next-token distribution
+        the beam search uses (:class:`~hf_squareloss.speechbrain.DecoderLogProbs` at its current sharpness)."""
+        logits, targets = sample
+        log_probs = self.hparams.seq_log_probs.log_probs_from_logits(logits.double())
+        metrics = calibration_metrics(log_probs.exp(), targets)
+        self.update_results({f"valid_token_{name}{suffix}": value for name, value in metrics.items()})
+        if not suffix:
+            self.update_results({"valid_token_count": int(targets.numel())})
 
     @torch.no_grad()
     def calibrate_score_scale(self) -> float:
-        """Fit the square-loss decoder's score sharpness on ``calibration_set`` (teacher forcing).
+        """Fit the square-loss decoder's score sharpness on ``calibration_set`` (teacher forcing; see
+        :meth:`teacher_forced_sample`)."""
+        logits, targets = self.teacher_forced_sample()
+        return fit_score_scale(self.hparams.seq_log_probs.normalised_scores(logits), targets)
+
+    @torch.no_grad()
+    def teacher_forced_sample(self) -> tuple[Tensor, Tensor]:
+        """Raw decoder logits ``[N, C]`` and reference tokens ``[N]`` of ``calibration_set`` (teacher forcing).
 
         At most ``calibration_max_steps`` decoder steps (default 20,000) are kept, a uniform random sample drawn
         while iterating (each step gets a random key, the smallest keys are kept), so memory stays bounded on large
         validation sets.
         """
-        seq_log_probs = self.hparams.seq_log_probs
         limit = int(getattr(self.hparams, "calibration_max_steps", DEFAULT_CALIBRATION_MAX_STEPS))
         loader = self.calibration_set
         if not isinstance(loader, torch.utils.data.DataLoader):
@@ -262,27 +299,27 @@ class JointCTCAttentionBrain(sb.Brain):
             )
         self.modules.eval()
         generator = torch.Generator().manual_seed(0)
-        kept_scores = kept_targets = kept_keys = None
+        kept_logits = kept_targets = kept_keys = None
         for batch in loader:
             _, dec_logits, _, _ = self.encode_decode(batch, sb.Stage.TEST)
             tokens_eos, tokens_eos_lens = batch.tokens_eos
             steps = min(dec_logits.shape[1], tokens_eos.shape[1])
             mask = length_mask(tokens_eos_lens, tokens_eos.shape[0], tokens_eos.shape[1], dec_logits.device)
             mask = mask[:, :steps]
-            scores = seq_log_probs.normalised_scores(dec_logits[:, :steps][mask].float()).cpu()
+            logits = dec_logits[:, :steps][mask].float().cpu()
             targets = tokens_eos[:, :steps].to(mask.device)[mask].cpu()
-            keys = torch.rand(scores.shape[0], generator=generator)
-            if kept_scores is not None:
-                scores = torch.cat([kept_scores, scores])
+            keys = torch.rand(logits.shape[0], generator=generator)
+            if kept_logits is not None:
+                logits = torch.cat([kept_logits, logits])
                 targets = torch.cat([kept_targets, targets])
                 keys = torch.cat([kept_keys, keys])
-            if scores.shape[0] > limit:
+            if logits.shape[0] > limit:
                 order = keys.argsort()[:limit]
-                scores, targets, keys = scores[order], targets[order], keys[order]
-            kept_scores, kept_targets, kept_keys = scores, targets, keys
-        if kept_scores is None:
+                logits, targets, keys = logits[order], targets[order], keys[order]
+            kept_logits, kept_targets, kept_keys = logits, targets, keys
+        if kept_logits is None:
             raise ValueError("the calibration set is empty")
-        return fit_score_scale(kept_scores, kept_targets)
+        return kept_logits, kept_targets
 
     def update_results(self, figures: Mapping[str, Any]) -> None:
         """Merge ``figures`` into ``results_file`` (main process only; rounded to 4 decimals)."""

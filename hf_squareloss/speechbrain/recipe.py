@@ -202,8 +202,9 @@ def run_recipe(
         checkpointer=hparams["checkpointer"],
         tokenizer=tokenizer,
         results_file=results_file,
-        calibration_set=datasets["valid"] if hparams.get("calibrate_score_scale", True) else None,
+        calibration_set=datasets["valid"],
         calibration_loader_kwargs=hparams["valid_dataloader_opts"],
+        fit_score_scale=bool(hparams.get("calibrate_score_scale", True)),
         error_rate_name=error_rate_name,
     )
     brain.update_results(
