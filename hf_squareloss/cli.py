@@ -15,10 +15,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="compare losses on scikit-learn's bundled 8x8 digits, clean and with label noise (offline, ~2 min)",
         description="Train a tiny ViT from scratch on scikit-learn's 8x8 digits with each loss, with clean labels "
-        "and with symmetric label noise, over several seeds; print and save a table of test accuracy.",
+        "and with symmetric label noise, over several seeds; print and save tables of test accuracy and of "
+        "calibration (ECE, NLL, Brier score before and after temperature scaling).",
     )
     p.add_argument(
-        "--output-dir", default="demo_output", help="where results.json/.md/.png go (default: %(default)s)"
+        "--output-dir",
+        default="demo_output",
+        help="where results.json/.md/.png and calibration.png go (default: %(default)s)",
     )
     p.add_argument(
         "--losses",
