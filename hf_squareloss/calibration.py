@@ -41,6 +41,7 @@ __all__ = [
     "fit_temperature_for",
     "reliability_bins",
     "reliability_diagram",
+    "reliability_figure",
     "served_calibration_metrics",
 ]
 
@@ -340,3 +341,24 @@ def reliability_diagram(
             fig.savefig(path, dpi=110)
         plt.close(fig)
     return {"bins": bins, "metrics": metrics}
+
+
+def reliability_figure(panels: Any, path: str | Path, *, n_bins: int = ECE_BINS) -> list[dict[str, Any]]:
+    """One PNG with a reliability diagram per ``(probabilities, labels, title)`` of ``panels``, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(panels)
+    if not panels:
+        raise ValueError("reliability_figure: no panels")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.4), squeeze=False)
+    out = [
+        reliability_diagram(probs, labels, title=title, n_bins=n_bins, ax=ax)
+        for ax, (probs, labels, title) in zip(axes[0], panels, strict=True)
+    ]
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return out

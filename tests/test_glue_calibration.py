@@ -90,6 +90,7 @@ def test_calibrate_fits_saves_and_reports(tiny_model, shared_data, tmp_path, los
     assert results["eval_nll"] <= results["eval_nll_uncalibrated"] + 1e-9
     assert _read(out / "run_summary.json")["eval_metrics"]["eval_ece"] == results["eval_ece"]
     assert math.isfinite(summary["calibration"]["nll"])
+    assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_without_calibrate_the_metrics_are_at_t_one(tiny_model, shared_data, tmp_path) -> None:
@@ -103,6 +104,7 @@ def test_without_calibrate_the_metrics_are_at_t_one(tiny_model, shared_data, tmp
     assert results["eval_nll"] == pytest.approx(float(F.cross_entropy(logits, labels)), rel=1e-4)
     history = _read(out / "trainer_state.json")["log_history"]
     assert any("eval_ece" in entry for entry in history)  # also in the per-epoch evaluations
+    assert (out / "reliability.png").is_file()
 
 
 def test_calibrate_needs_do_eval(tiny_model, shared_data, tmp_path) -> None:

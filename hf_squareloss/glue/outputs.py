@@ -9,6 +9,8 @@ the task's ``id2label``):
 ``label_noise.json``   the noise settings, the realised rate and the flipped rows (only with label noise);
 ``train_results.json``, ``eval_results.json``, ``all_results.json``, ``trainer_state.json``: as in the
                        ``transformers`` examples (``trainer_state.json`` holds the per-epoch evaluation history);
+``reliability.png``    the reliability diagram of the served probabilities on the (first) validation split (before
+                       and after calibration with ``--calibrate``);
 ``run_summary.json``   the headline numbers and the per-epoch history, written last: its presence means that
                        the run finished. A finished run is never overwritten.
 """
@@ -28,6 +30,7 @@ from typing import Any
 __all__ = [
     "DATASET_FILE",
     "LABEL_NOISE_FILE",
+    "RELIABILITY_FILE",
     "RUN_ARGS_FILE",
     "SUMMARY_FILE",
     "RunLockedError",
@@ -45,6 +48,7 @@ RUN_ARGS_FILE = "run_args.json"
 DATASET_FILE = "dataset.json"
 LABEL_NOISE_FILE = "label_noise.json"
 SUMMARY_FILE = "run_summary.json"
+RELIABILITY_FILE = "reliability.png"
 LOCK_FILE = ".run.lock"
 
 

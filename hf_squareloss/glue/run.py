@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..scores import temperature_of
 from ..training_args import SquareLossTrainingArguments
@@ -29,6 +30,7 @@ from .callbacks import PROGRESS_PREFIX, EpochProgressCallback
 from .outputs import (
     DATASET_FILE,
     LABEL_NOISE_FILE,
+    RELIABILITY_FILE,
     RUN_ARGS_FILE,
     SUMMARY_FILE,
     eval_history,
@@ -90,6 +92,8 @@ class EvalMetrics:
         self.metric = Glue(config_name=task.name, keep_in_memory=True)
         self.loss: Any = None
         self.temperature: float | None = None
+        self.last: tuple[Any, Any] | None = None
+        """Logits and labels of the latest evaluation."""
 
     def __call__(self, prediction: Any) -> dict[str, float]:
         from ..calibration import served_calibration_metrics
@@ -98,6 +102,7 @@ class EvalMetrics:
             prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         )
         labels = prediction.label_ids
+        self.last = (logits, labels)
         out = self.metric.compute(predictions=np.argmax(logits, axis=-1), references=labels)
         if self.loss is None:
             return out
@@ -108,6 +113,25 @@ class EvalMetrics:
             before = served_calibration_metrics(logits, labels, self.loss, temperature=1.0)
             out.update({f"{name}_uncalibrated": before[name] for name in names})
         return out
+
+    def write_reliability_diagram(self, path: Path, title: str) -> None:
+        """Reliability diagram of the latest evaluation: the served probabilities, and beside them those at
+        ``T = 1`` when a temperature is set."""
+        from ..calibration import reliability_figure
+        from ..scores import served_log_probs
+
+        logits, labels = self.last
+        logits = torch.as_tensor(np.asarray(logits)).double()
+        before = served_log_probs(logits, self.loss, temperature=1.0).exp()
+        if self.temperature is None:
+            panels = [(before, labels, title)]
+        else:
+            after = served_log_probs(logits, self.loss, temperature=self.temperature).exp()
+            panels = [
+                (before, labels, f"{title}, uncalibrated (T = 1)"),
+                (after, labels, f"{title}, T = {self.temperature:.4g}"),
+            ]
+        reliability_figure(panels, path)
 
 
 def _calibrate(trainer: Any, dataset: Any, metrics: EvalMetrics) -> dict[str, Any]:
@@ -365,6 +389,10 @@ def _run_locked(
             metrics["eval_samples"] = len(encoded[split])
             suffix = "" if i == 0 else "_mm"  # MNLI mismatched, named as in the transformers example
             eval_metrics.update({f"{k}{suffix}": v for k, v in metrics.items()})
+            if i == 0 and main_process and compute_metrics.last is not None:
+                compute_metrics.write_reliability_diagram(
+                    output_dir / RELIABILITY_FILE, f"{task.name} {split}"
+                )
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
 
