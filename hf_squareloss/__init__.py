@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 from .calibration import calibration_metrics, fit_temperature
 from .citations import BIBTEX, bibtex
 from .functional import cross_entropy, softmax_mae, softmax_mse, square_loss, tame, tamed_cross_entropy
+from .linear import linear_cross_entropy, linear_square_loss, linear_tamed_cross_entropy
 from .modules import CrossEntropyLoss, SoftmaxMAELoss, SoftmaxMSELoss, SquareLoss, TamedCrossEntropyLoss
 from .presets import SQUARE_LOSS_PRESETS, SquareLossParams, square_loss_preset
 from .registry import LOSSES, LossConfig, LossSpec, get_loss_spec, loss_types
@@ -64,6 +65,9 @@ __all__ = [
     "cross_entropy",
     "fit_temperature",
     "get_loss_spec",
+    "linear_cross_entropy",
+    "linear_square_loss",
+    "linear_tamed_cross_entropy",
     "logits_to_scores",
     "loss_config_of",
     "loss_types",
