@@ -323,28 +323,44 @@ def _block(
     alpha: float,
     eps: float,
     acc: torch.dtype,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Loss of one block of rows: ``(x, per_item, lse, nll)``, ``x`` being the block's logits in ``acc``, left
-    for the caller to turn into the gradient in place."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Loss of one block of rows: ``(e, z, per_item, lse, nll)``.
+
+    ``e = exp(x - max x)`` (rows, V) is made in place of the block's logits ``x`` and ``z`` is its row sum, so that
+    ``e / z`` is the softmax; the caller turns ``e`` into the gradient in place (:func:`_grad_from_exp_`).
+    """
     x = _block_logits(h, weight_mm, bias, valid, acc)
-    lse = torch.logsumexp(x, dim=-1)
     f_y = x.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    mean = x.mean(-1) if eps else None
+    top = x.amax(-1)
+    top = torch.where(torch.isfinite(top), top, 0.0)  # a +inf or NaN row stays non-finite below
+    e = x.sub_(top.unsqueeze(-1)).exp_()
+    z = e.sum(-1)
+    lse = top + z.log()
     # -log q_y from the log-sum-exp; a +inf logit makes the loss NaN (as log_softmax does) rather than bounded
     nll = torch.where(valid, torch.where(torch.isinf(lse), torch.nan, lse - f_y), 0.0)
     per_item = tame(nll, alpha)
     if eps:  # label smoothing: (1 - eps) nll + eps (lse - mean_i f_i)
-        per_item = torch.where(valid, (1.0 - eps) * nll + eps * (lse - x.mean(-1)), 0.0)
-    return x, per_item, lse, nll
+        per_item = torch.where(valid, (1.0 - eps) * nll + eps * (lse - mean), 0.0)
+    return e, z, per_item, lse, nll
 
 
-def _block_grad_(x: Tensor, lse: Tensor, per_item_scale: Tensor, target: Tensor, eps: float) -> Tensor:
-    r"""Turn block logits ``x`` into :math:`\partial \ell / \partial f` in place: :math:`w_n (q_n - (1 -
-    \varepsilon) e_{y_n} - \varepsilon / V)` with ``w = per_item_scale`` (0 for ignored rows)."""
-    x.sub_(lse.unsqueeze(-1)).exp_().mul_(per_item_scale.unsqueeze(-1))
-    x.scatter_add_(-1, target.unsqueeze(-1), (-(1.0 - eps) * per_item_scale).unsqueeze(-1))
+def _finish_grad_(q_scaled: Tensor, scale: Tensor, target: Tensor, eps: float) -> Tensor:
+    r"""From ``w_n q_n`` in place to :math:`w_n (q_n - (1 - \varepsilon) e_{y_n} - \varepsilon / V)`."""
+    q_scaled.scatter_add_(-1, target.unsqueeze(-1), (-(1.0 - eps) * scale).unsqueeze(-1))
     if eps:
-        x.sub_((eps / x.shape[-1]) * per_item_scale.unsqueeze(-1))
-    return x
+        q_scaled.sub_((eps / q_scaled.shape[-1]) * scale.unsqueeze(-1))
+    return q_scaled
+
+
+def _grad_from_exp_(e: Tensor, z: Tensor, scale: Tensor, target: Tensor, eps: float) -> Tensor:
+    """The block's d loss / d logits, in place of ``e`` (from :func:`_block`); ``scale`` is 0 for ignored rows."""
+    return _finish_grad_(e.mul_((scale / z).unsqueeze(-1)), scale, target, eps)
+
+
+def _grad_from_logits_(x: Tensor, lse: Tensor, scale: Tensor, target: Tensor, eps: float) -> Tensor:
+    """The block's d loss / d logits, in place of its logits ``x``, given their log-sum-exp."""
+    return _finish_grad_(x.sub_(lse.unsqueeze(-1)).exp_().mul_(scale.unsqueeze(-1)), scale, target, eps)
 
 
 def _item_weights(per_item_nll: Tensor, valid: Tensor, alpha: float) -> Tensor:
@@ -381,14 +397,14 @@ class _LinearSoftmaxFunction(torch.autograd.Function):
             for start in range(0, n, chunk):
                 rows = slice(start, min(start + chunk, n))
                 h, t, v = hidden[rows], target[rows], valid[rows]
-                x, per_item, lse, nll = _block(h, w_mm, bias, t, v, alpha, eps, acc)
+                e, z, per_item, lse, nll = _block(h, w_mm, bias, t, v, alpha, eps, acc)
                 per_items.append(per_item)
                 if eager:
-                    g = _block_grad_(x, lse, _item_weights(nll, v, alpha), t, eps)
+                    g = _grad_from_exp_(e, z, _item_weights(nll, v, alpha), t, eps)
                     _accumulate(g, h, w_mm, rows, grad_h, grad_w, grad_b, v)
                 else:
                     lses.append(lse)
-                del x
+                del e
         per_item = torch.cat(per_items)
         if eager:
             ctx.save_for_backward(grad_h, grad_w, grad_b)
@@ -425,7 +441,7 @@ class _LinearSoftmaxFunction(torch.autograd.Function):
             x = _block_logits(h, w_mm, bias, v, acc)
             nll = torch.where(v, lse[rows] - x.gather(-1, t.unsqueeze(-1)).squeeze(-1), 0.0)
             scale = _item_weights(nll, v, ctx.alpha) * grad_out[rows].to(acc)
-            g = _block_grad_(x, lse[rows], scale, t, ctx.eps)
+            g = _grad_from_logits_(x, lse[rows], scale, t, ctx.eps)
             _accumulate(g, h, w_mm, rows, grad_h, grad_w, grad_b, v)
             del x, g
         return (
