@@ -348,6 +348,10 @@ class SquareLossTrainer(Trainer):
             if model is None:  # made by model_init
                 self.loss_function.bind(self.model)
             self._record_loss(self.model)
+        if args.loss_from_hidden_states and self.model is not None:
+            from . import hidden_states
+
+            hidden_states.output_layer(self.model)  # a model without a linear output layer fails here
 
     # ---- the loss record in the model config ----------------------------------------------------------------
     def loss_record(self) -> dict[str, Any]:
@@ -386,14 +390,54 @@ class SquareLossTrainer(Trainer):
             unwrapped = unwrapped or self.accelerator.unwrap_model(model)
             self.loss_function.input_lengths = heads.ctc_input_lengths(unwrapped, inputs)
         try:
-            result = super().compute_loss(
-                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
-            )
+            if getattr(self.args, "loss_from_hidden_states", False) and model.training and not return_outputs:
+                result = self._loss_from_hidden_states(model, inputs, num_items_in_batch)
+            else:
+                result = super().compute_loss(
+                    model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+                )
         finally:
             self.loss_function.input_lengths = None
         if self._recorded is None or self._recorded.get("num_classes") != self.loss_function.num_classes:
             self._record_loss(self.model)  # first step with model_init, or a multiple-choice head
         return result
+
+    def _loss_from_hidden_states(self, model, inputs, num_items_in_batch=None) -> Tensor:
+        """The training loss from the output layer's input and weight (``args.loss_from_hidden_states``), normalised
+        as :class:`LossFunction` normalises the loss of the logits."""
+        from . import hidden_states
+
+        inputs = dict(inputs)
+        labels = inputs.pop("labels", None)
+        if labels is None:
+            raise ValueError(
+                f"loss_type={self.loss_function.loss_type!r} needs `labels` in the batch; the model received none"
+            )
+        unwrapped = self.accelerator.unwrap_model(model)
+        head = self.loss_function.head
+        if head.kind == "ctc":
+            raise ValueError(
+                f"{head.model_name}: CTC heads have no loss from hidden states; train through the logits"
+            )
+        layer = hidden_states.output_layer(unwrapped)
+        if not getattr(self, "_output_layer_checked", False):
+            hidden_states.check_output_layer_is_last(unwrapped, inputs, layer)
+            self._output_layer_checked = True
+        config = self.loss_function.resolve(layer.out_features)
+        shift = head.kind == "causal_lm"  # position t predicts label t + 1, as heads.align pairs the logits
+        total = hidden_states.hidden_state_loss_sum(
+            model, inputs, labels, config.loss_type, config.params, shift=shift
+        )
+        if num_items_in_batch is None:
+            return _divide(total, heads.item_targets(head, labels).ne(LossFunction.ignore_index).sum())
+        loss = _divide(total, num_items_in_batch)
+        if self.args.average_tokens_across_devices:  # as Trainer.compute_loss does with a compute_loss_func
+            loss = loss * (
+                self.accelerator.num_processes // self.get_tp_size()
+                if self.args.n_gpu <= 1
+                else self.args.n_gpu
+            )
+        return loss
 
     # ---- resuming -------------------------------------------------------------------------------------------
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):

@@ -69,6 +69,17 @@ class SquareLossTrainingArguments(TrainingArguments):
         },
     )
 
+    loss_from_hidden_states: bool = field(
+        default=False,
+        metadata={
+            "help": "Compute the training loss from the model's last hidden states and the weight of its output "
+            "layer (get_output_embeddings(), an nn.Linear), so that the logits are never made: the square loss "
+            "through the layer's d x d Gram matrix, ce and tce in blocks of rows (hf_squareloss.linear). Same "
+            "values and gradients; for language-model heads with large vocabularies. Evaluation and predict "
+            "still return logits."
+        },
+    )
+
     def __post_init__(self) -> None:
         self.loss_config()  # fail early, before TrainingArguments does its (slower) set-up
         super().__post_init__()
