@@ -64,7 +64,12 @@ def capture_output_layer_input(layer: nn.Linear) -> Iterator[list[Tensor]]:
 
     def forward(x: Tensor) -> Tensor:
         seen.append(x)
-        return x.new_zeros(()).expand(*x.shape[:-1], layer.out_features)
+        # zeros that depend on the layer's parameters (with zero gradient), so that DistributedDataParallel with
+        # find_unused_parameters=True, which looks for the parameters reachable from the outputs, counts them used
+        zero = layer.weight.reshape(-1)[0] * 0.0
+        if layer.bias is not None:
+            zero = zero + layer.bias[0] * 0.0
+        return zero.to(x.dtype).expand(*x.shape[:-1], layer.out_features)
 
     layer.forward = forward  # an instance attribute: shadows the class's forward, hooks still run
     try:

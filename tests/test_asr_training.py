@@ -222,6 +222,41 @@ def test_librispeech_recipe_one_epoch(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("loss_type", ["square", "tce"])
+def test_librispeech_recipe_decoder_loss_from_hidden_states(tmp_path, loss_type):
+    """The YAML switch seq_loss_from_hidden_states: one epoch on the generated corpus trains and evaluates."""
+    train = load_recipe_module("librispeech", "train")
+    root = write_librispeech_tree(
+        tmp_path / "LibriSpeech",
+        {
+            "train-clean-100": [(19, 198, 4), (26, 495, 4)],
+            "dev-clean": [(84, 121, 2)],
+            "test-clean": [(61, 70968, 2)],
+            "test-other": [(367, 130732, 2)],
+        },
+    )
+    out = tmp_path / "run"
+    results = train.main(
+        [
+            str(RECIPES / "librispeech" / "hparams" / "librispeech.yaml"),
+            f"--data_folder={root}",
+            f"--output_folder={out}",
+            "--train_splits=[train-clean-100]",
+            "--vocab_size=34",
+            "--number_of_epochs=1",
+            f"--loss_type={loss_type}",
+            "--seq_loss_from_hidden_states=True",
+            *TINY,
+        ]
+    )
+    assert results["hyperparameters"]["seq_loss_from_hidden_states"] is True
+    assert results["loss"]["loss_type"] == loss_type
+    losses = train_losses(out / "train_log.txt")
+    assert len(losses) == 1 and losses[0] > 0
+    assert "test_wer" in results and "test-other_wer" in results
+
+
+@pytest.mark.slow
 def test_two_process_cpu_ddp_run(tmp_path):
     """torchrun with 2 CPU processes (gloo is chosen automatically without GPUs): both train on half the batches,
     the main process writes results.json, and the run ends cleanly."""

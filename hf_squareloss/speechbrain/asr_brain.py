@@ -15,7 +15,7 @@ through :class:`hf_squareloss.speechbrain.DecoderLogProbs`, whose sharpness is f
 the first beam-search evaluation when the decoder was trained with the square loss (see :mod:`.scoring`).
 
 Hyper-parameters read from the YAML (``self.hparams``): ``compute_features``, ``ctc_cost``, ``seq_cost``,
-``ctc_weight``, ``seq_log_probs``, ``valid_search``, ``test_search``, ``lr_annealing`` (called after every optimiser
+``ctc_weight``, ``seq_log_probs``, ``seq_loss_from_hidden_states`` (optional), ``valid_search``, ``test_search``, ``lr_annealing`` (called after every optimiser
 step), ``train_logger``, ``epoch_counter``, ``pad_index`` and, optionally, ``fea_augment`` (a SpeechBrain
 ``Augmenter`` on features), ``calibration_max_steps``. Modules: ``CNN``, ``Transformer``, ``ctc_lin``, ``seq_lin``,
 ``normalize``.
@@ -111,8 +111,25 @@ class JointCTCAttentionBrain(sb.Brain):
         src = self.modules.CNN(feats)
         enc_out, dec_out = self.modules.Transformer(src, tokens_bos, wav_lens, pad_idx=self.hparams.pad_index)
         ctc_log_probs = torch.log_softmax(self.modules.ctc_lin(enc_out), dim=-1)
+        if self.decoder_loss_from_hidden_states(stage):
+            # the decoder's hidden states in place of its logits: seq_lin runs (so that DDP sees it used) but
+            # records its input and makes no logits; compute_objectives applies the loss to that input
+            from ..hidden_states import capture_output_layer_input
+
+            with capture_output_layer_input(self._seq_linear()) as seen:
+                self.modules.seq_lin(dec_out)
+            return ctc_log_probs, seen[0], enc_out, wav_lens
         dec_logits = self.modules.seq_lin(dec_out)
         return ctc_log_probs, dec_logits, enc_out, wav_lens
+
+    def decoder_loss_from_hidden_states(self, stage: sb.Stage) -> bool:
+        """True when training computes the decoder loss from its hidden states and ``seq_lin``'s weight
+        (``seq_loss_from_hidden_states: True`` in the YAML): the decoder's logits are then never made."""
+        return stage == sb.Stage.TRAIN and bool(getattr(self.hparams, "seq_loss_from_hidden_states", False))
+
+    def _seq_linear(self) -> torch.nn.Linear:
+        layer = getattr(self.modules.seq_lin, "module", self.modules.seq_lin)  # DDP-wrapped or not
+        return getattr(layer, "w", layer)  # speechbrain.nnet.linear.Linear keeps its nn.Linear as .w
 
     def compute_forward(self, batch: Any, stage: sb.Stage) -> tuple[Tensor, Tensor, Tensor, list | None]:
         ctc_log_probs, dec_logits, enc_out, wav_lens = self.encode_decode(batch, stage)
@@ -133,7 +150,12 @@ class JointCTCAttentionBrain(sb.Brain):
             tokens_eos, tokens_eos_lens, tokens, tokens_lens = augment.replicate_multiple_labels(
                 tokens_eos, tokens_eos_lens, tokens, tokens_lens
             )
-        loss_seq = self.hparams.seq_cost(dec_logits, tokens_eos, length=tokens_eos_lens)
+        if self.decoder_loss_from_hidden_states(stage):  # dec_logits holds the decoder's hidden states
+            loss_seq = self.hparams.seq_cost.hidden_states_loss(
+                dec_logits, self._seq_linear(), tokens_eos, length=tokens_eos_lens
+            )
+        else:
+            loss_seq = self.hparams.seq_cost(dec_logits, tokens_eos, length=tokens_eos_lens)
         loss_ctc = self.hparams.ctc_cost(ctc_log_probs, tokens, wav_lens, tokens_lens)
         weight = self.hparams.ctc_weight
         loss = weight * loss_ctc + (1.0 - weight) * loss_seq

@@ -283,6 +283,47 @@ class LogitsLoss(nn.Module):
             where,
         )
 
+    def hidden_states_loss(
+        self,
+        hidden: Tensor,
+        layer: nn.Module,
+        targets: Tensor,
+        length: Tensor | None = None,
+        reduction: str | None = None,
+    ) -> Tensor:
+        """The loss of ``layer(hidden)`` without making those logits: :func:`hf_squareloss.linear_square_loss` for
+        the square loss (the layer's Gram matrix), blocks of frames for ``ce`` and ``tce``. Same value and
+        gradients as ``self(layer(hidden), targets, length)``.
+
+        ``hidden`` is ``[B, T, d]`` (or ``[B, d]``), ``layer`` an ``nn.Linear`` or a SpeechBrain
+        ``speechbrain.nnet.linear.Linear`` (whose ``nn.Linear`` is ``layer.w``).
+        """
+        from ..linear import linear_loss_function
+
+        where = f"LogitsLoss[{self.config.loss_type}].hidden_states_loss"
+        linear = getattr(layer, "w", layer)
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(
+                f"{where}: layer must be an nn.Linear or a SpeechBrain Linear, got {type(layer).__name__}"
+            )
+        if self.num_classes is not None and linear.out_features != self.num_classes:
+            raise ValueError(
+                f"{where}: built for {self.num_classes} classes, got a layer with {linear.out_features} outputs"
+            )
+        reduction = check_reduction(self.reduction if reduction is None else reduction, where)
+        hidden, targets, mask = _framewise(hidden, targets, length, self.allowed_len_diff, where)
+        labels = torch.where(mask, targets, IGNORE_INDEX)
+        per_frame = linear_loss_function(self.config.loss_type)(
+            hidden,
+            linear.weight,
+            labels,
+            linear.bias,
+            ignore_index=IGNORE_INDEX,
+            reduction="none",
+            **self.config.params,
+        )
+        return reduce_masked(per_frame, mask.to(per_frame.dtype), reduction)
+
     def extra_repr(self) -> str:
         return f"{self.config.describe()}, reduction={self.reduction!r}"
 

@@ -178,6 +178,10 @@ def run_recipe(
             f"seq_cost in {hparams_file} must be a hf_squareloss.speechbrain.LogitsLoss (it receives the decoder's "
             f"raw logits), got {type(hparams['seq_cost']).__name__}"
         )
+    if hparams.get("seq_loss_from_hidden_states"):
+        from ..linear import linear_loss_function
+
+        linear_loss_function(loss.loss_type)  # ValueError now for a loss without a hidden-state form
 
     run_on_main(prepare, kwargs=prepare_kwargs(hparams))
     manifests = prepare(**prepare_kwargs(hparams))  # every process: the files exist now, this only reads them
