@@ -64,9 +64,10 @@ def capture_output_layer_input(layer: nn.Linear) -> Iterator[list[Tensor]]:
 
     def forward(x: Tensor) -> Tensor:
         seen.append(x)
-        # zeros that depend on the layer's parameters (with zero gradient), so that DistributedDataParallel with
-        # find_unused_parameters=True, which looks for the parameters reachable from the outputs, counts them used
-        zero = layer.weight.reshape(-1)[0] * 0.0
+        # zeros that depend on the input and on the layer's parameters (with zero gradient), so that
+        # DistributedDataParallel with find_unused_parameters=True, which marks the parameters not reachable from
+        # the outputs as unused, sees every parameter the loss reaches as used
+        zero = x[(0,) * x.dim()] * 0.0 + layer.weight[0, 0] * 0.0
         if layer.bias is not None:
             zero = zero + layer.bias[0] * 0.0
         return zero.to(x.dtype).expand(*x.shape[:-1], layer.out_features)
