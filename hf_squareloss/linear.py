@@ -465,10 +465,17 @@ def _accumulate(
     """Add one block's contribution ``g`` (``(rows, V)``, d loss / d logits) to the three gradients."""
     g_mm = g.to(w_mm.dtype)
     if grad_h is not None:
-        grad_h[rows] = g_mm @ w_mm
+        if grad_h.dtype == w_mm.dtype:
+            torch.matmul(g_mm, w_mm, out=grad_h[rows])  # straight into its rows of the gradient
+        else:
+            grad_h[rows] = g_mm @ w_mm
     if grad_w is not None:
         # ignored rows have g = 0; zero their hidden states too, so that NaN there cannot leak in
-        grad_w += g_mm.T @ torch.where(valid.unsqueeze(-1), h, 0.0).to(w_mm.dtype)
+        h_mm = torch.where(valid.unsqueeze(-1), h, 0.0).to(w_mm.dtype)
+        if grad_w.dtype == w_mm.dtype:
+            grad_w.addmm_(g_mm.T, h_mm)  # in place: no (V, d) temporary
+        else:  # a low-precision product (autocast), accumulated in float32
+            grad_w += g_mm.T @ h_mm
     if grad_b is not None:
         grad_b += g.sum(0)
 
