@@ -187,3 +187,31 @@ def test_loss_without_a_hidden_state_form_is_refused(tmp_path):
     trainer = _trainer(tmp_path, lm_step.tiny_gpt2(), "softmax_mse")
     with pytest.raises(ValueError, match="no form computed from the hidden states"):
         trainer.train()
+
+
+def test_seq2seq_model_trains_on_its_own_targets(tmp_path):
+    """T5: decoder inputs made from the labels, the loss of the decoder's output layer equals the model's own CE."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=50,
+        d_model=16,
+        d_kv=8,
+        d_ff=32,
+        num_layers=1,
+        num_heads=2,
+        dropout_rate=0.0,
+        decoder_start_token_id=0,
+    )
+    model = T5ForConditionalGeneration(config)
+    trainer = _trainer(tmp_path, model, "ce")
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "input_ids": torch.randint(1, 50, (4, 7), generator=g),
+        "labels": torch.randint(1, 50, (4, 5), generator=g),
+    }
+    batch["labels"][1, 3:] = -100
+    model.train()
+    ours = trainer.compute_loss(model, dict(batch))
+    torch.testing.assert_close(ours, model(**batch).loss, rtol=1e-5, atol=1e-6)

@@ -15,9 +15,10 @@ through :class:`hf_squareloss.speechbrain.DecoderLogProbs`, whose sharpness is f
 the first beam-search evaluation when the decoder was trained with the square loss (see :mod:`.scoring`).
 
 Hyper-parameters read from the YAML (``self.hparams``): ``compute_features``, ``ctc_cost``, ``seq_cost``,
-``ctc_weight``, ``seq_log_probs``, ``seq_loss_from_hidden_states`` (optional), ``valid_search``, ``test_search``, ``lr_annealing`` (called after every optimiser
+``ctc_weight``, ``seq_log_probs``, ``valid_search``, ``test_search``, ``lr_annealing`` (called after every optimiser
 step), ``train_logger``, ``epoch_counter``, ``pad_index`` and, optionally, ``fea_augment`` (a SpeechBrain
-``Augmenter`` on features), ``calibration_max_steps``. Modules: ``CNN``, ``Transformer``, ``ctc_lin``, ``seq_lin``,
+``Augmenter`` on features), ``calibration_max_steps``, ``seq_loss_from_hidden_states`` (the decoder loss from the
+decoder's hidden states and ``seq_lin``'s weight while training). Modules: ``CNN``, ``Transformer``, ``ctc_lin``, ``seq_lin``,
 ``normalize``.
 """
 
