@@ -19,7 +19,7 @@ Precision: the Gram matrix and all sums are accumulated in float32 (float64 for 
 fp16/bf16 autocast. The softmax losses take their block logits from a matrix product in the autocast dtype when
 autocast is on (as ``F.linear`` would), then work in float32.
 
-All three run under DDP and FSDP-free data parallelism as any other loss: the weight gradient is an ordinary
+All three run under DistributedDataParallel as any other loss: the weight gradient is an ordinary
 gradient of ``weight``. Second derivatives are not supported.
 """
 
@@ -272,7 +272,7 @@ def linear_square_loss(
     ``(N, d)`` terms and the weight gradient), against :math:`O(N V d)` and :math:`O(N V)` through the logits.
 
     Numerics: :math:`\sum_{i \ne y} f_i^2` is a difference of two terms of size :math:`f_y^2 \approx M^2`; in
-    float32 its absolute error is about :math:`10^{-7} M^2` (measured in ``docs/benchmarks.md``), the same as
+    float32 its absolute error is about :math:`4 \cdot 10^{-7} M^2` (measured in ``docs/benchmarks.md``), the same as
     ``square_loss`` on float32 logits, which forms the same difference. It is clamped at 0. The gradients hold no
     such difference of large terms beyond the one of the logits path. For float64 inputs everything is float64.
 
