@@ -27,6 +27,7 @@ _LAZY = {
     "SquareLossTrainer": "trainer",
     "make_compute_loss_func": "trainer",
     "SquareLossTrainingArguments": "training_args",
+    "attach_model_card": "trainer_card",
 }
 
 
@@ -60,6 +61,7 @@ __all__ = [
     "SquareLossTrainingArguments",
     "TamedCrossEntropyLoss",
     "__version__",
+    "attach_model_card",
     "bibtex",
     "calibration_metrics",
     "cross_entropy",

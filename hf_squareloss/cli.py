@@ -74,16 +74,17 @@ def _add_card_and_push(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "card",
         help="write the model card (README.md) of a finished run or sweep folder",
-        description="Write README.md into a finished GLUE or ASR recipe run folder, or a comparison sweep folder: "
-        "YAML metadata "
-        "with a model-index and the loss block, the loss formula, how to read the outputs, hyper-parameters, "
-        "results and citations.",
+        description="Write README.md into a finished GLUE or ASR recipe run folder, or a comparison sweep folder "
+        "(or its report folder): YAML metadata with a model-index and the loss block, the loss formula, how to "
+        "read the outputs, hyper-parameters, results and citations.",
     )
     p.add_argument(
         "folder",
-        help="a GLUE run folder (run_summary.json), an ASR run folder (results.json) or a sweep folder",
+        help="a GLUE run folder (run_summary.json), an ASR run folder (results.json), a sweep folder (sweep.json) "
+        "or a sweep's report folder (results.json)",
     )
     p.add_argument("--base-model", default=None, help="Hub id of the model the run started from")
+    p.add_argument("--output", default=None, help="write the card to this file instead of FOLDER/README.md")
     p.set_defaults(func=_run_card)
     p = sub.add_parser(
         "push",
@@ -102,17 +103,15 @@ def _add_card_and_push(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_push)
 
 
-def _write_card(folder: str, base_model: str | None) -> str:
-    from pathlib import Path
+def _write_card(folder: str, base_model: str | None, output: str | None = None) -> str:
+    from .folder_card import write_card
 
-    from .model_card import write_card
-
-    return str(write_card(Path(folder), base_model=base_model))
+    return str(write_card(folder, base_model=base_model, output=output))
 
 
 def _run_card(ns: argparse.Namespace) -> int:
     try:
-        print(f"wrote {_write_card(ns.folder, ns.base_model)}")
+        print(f"wrote {_write_card(ns.folder, ns.base_model, ns.output)}")
     except ValueError as err:
         print(f"hf-squareloss card: {err}", file=sys.stderr)
         return 2

@@ -1,18 +1,24 @@
-"""Model cards that say exactly how a model was trained: loss, parameters, label noise, results, citations.
+"""The model-card core: what a card says, its metadata, its text, its validation and its file.
+
+Every card of the package is a :class:`ModelCardInfo` rendered by :func:`render_model_card`: the Trainer's card
+(:mod:`hf_squareloss.trainer_card`) and the cards of the recipes' folders, built beside their data
+(:mod:`hf_squareloss.glue.card`, :mod:`hf_squareloss.compare.card`, :mod:`hf_squareloss.speechbrain.card`), which
+fill in more fields and add sections. This module knows the losses only through the registry (formula, title,
+references), the BibTeX through :mod:`hf_squareloss.citations` and how to read outputs through
+:func:`hf_squareloss.pipeline_kwargs`; it imports no recipe, no Trainer and no ``transformers``.
 
 A card is Markdown with YAML metadata that ``huggingface_hub.ModelCard(text, ignore_metadata_errors=False)``
-accepts: ``library_name``, ``base_model``, ``datasets``, ``tags``, ``pipeline_tag``, a ``model-index`` carrying every
-evaluation metric with its task and dataset (name, config, split), and an ``hf_squareloss`` block with the loss
-type, ``k``, ``M``, ``alpha`` and the label-noise settings. The body gives the loss formula, how to read the model's
-outputs, the training hyper-parameters, the results and the BibTeX of the paper(s) whose loss was used.
-
-:func:`write_run_card` builds the card of a GLUE recipe run from its output folder alone.
+accepts: ``library_name``, ``base_model``, ``datasets``, ``tags``, ``pipeline_tag``, a ``model-index`` carrying
+every evaluation metric with its task and dataset (name, config, split), and an ``hf_squareloss`` block: the loss
+record of the model (``loss_type``, its parameters, their ``source``, ``num_classes``, the calibration
+``temperature`` when one was fitted) and the label-noise settings when the training labels were corrupted.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +26,30 @@ from typing import Any
 
 from .citations import bibtex
 from .registry import LossConfig
+from .scores import pipeline_kwargs
 
-__all__ = ["CardMetric", "ModelCardInfo", "card_info_from_run", "render_model_card", "write_run_card"]
+__all__ = [
+    "CARD_FILE",
+    "HYPERPARAMETERS",
+    "CardMetric",
+    "ModelCardInfo",
+    "card_metrics",
+    "citation_section",
+    "eval_history",
+    "fmt",
+    "front_matter",
+    "loss_block",
+    "metadata",
+    "render_model_card",
+    "save_card",
+    "validate_card",
+]
 
 CARD_FILE = "README.md"
+PROJECT_URL = "https://github.com/hf-squareloss/hf-squareloss"
 
 # the training arguments a reader needs to reproduce a run, in the order shown
-_HYPERPARAMETERS = (
+HYPERPARAMETERS = (
     "learning_rate",
     "per_device_train_batch_size",
     "per_device_eval_batch_size",
@@ -48,8 +71,8 @@ _HYPERPARAMETERS = (
     "load_best_model_at_end",
 )
 
-# metric key (without eval_) -> (model-index type, pretty name)
-_METRIC_NAMES = {
+# metric name (without eval_) -> (model-index type, name shown)
+METRIC_NAMES = {
     "accuracy": ("accuracy", "Accuracy"),
     "f1": ("f1", "F1 (positive class)"),
     "matthews_correlation": ("matthews_correlation", "Matthews correlation"),
@@ -57,6 +80,17 @@ _METRIC_NAMES = {
     "spearmanr": ("spearmanr", "Spearman correlation"),
     "combined_score": ("combined_score", "Combined score"),
     "loss": ("loss", "Validation loss"),
+}
+# numbers the Trainer logs with every evaluation that are not metrics of the model
+_NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "samples", "epoch", "step")
+
+_TASK_NAMES = {
+    "text-classification": "Text Classification",
+    "token-classification": "Token Classification",
+    "image-classification": "Image Classification",
+    "audio-classification": "Audio Classification",
+    "multiple-choice": "Multiple Choice",
+    "automatic-speech-recognition": "Automatic Speech Recognition",
 }
 
 
@@ -78,16 +112,21 @@ class ModelCardInfo:
 
     model_name: str
     loss: Mapping[str, Any]
-    """The ``hf_squareloss`` loss record (``loss_type``, its parameters, ``num_classes``, ...)."""
+    """The ``hf_squareloss`` loss record (``loss_type``, its parameters, ``source``, ``num_classes``, optionally
+    ``temperature``), as stored in ``model.config.hf_squareloss``."""
+    model_id: str | None = None
+    """Hub id of this model (for the code example); ``<this model>`` when unknown."""
     base_model: str | None = None
     base_model_note: str | None = None
     dataset_id: str | None = None
     dataset_name: str | None = None
     dataset_config: str | None = None
     dataset_note: str | None = None
-    task_type: str = "text-classification"
-    task_name: str = "Text Classification"
+    task_type: str | None = "text-classification"
+    """The pipeline tag; ``None`` when the head has none."""
     metrics: list[CardMetric] = field(default_factory=list)
+    model_index: bool = True
+    """Put ``metrics`` into the ``model-index`` (it needs the dataset they were measured on)."""
     label_noise: Mapping[str, Any] | None = None
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     protocol: Mapping[str, Any] | None = None
@@ -95,16 +134,24 @@ class ModelCardInfo:
     label_names: Sequence[str] = ()
     extra_tags: Sequence[str] = ()
     language: str | None = "en"
+    license: str | None = None
     versions: Mapping[str, str] = field(default_factory=dict)
     notes: Sequence[str] = ()
     library_name: str = "transformers"
     how_to_read: str | None = None
-    """Replaces the text-classification reading instructions (e.g. for a speech recogniser)."""
+    """Replaces the classification reading instructions (e.g. for a speech recogniser)."""
     extra_references: Sequence[str] = ()
     """BibTeX keys cited besides the loss's own (e.g. TCE for a Tamed CTC branch)."""
+    sections: Sequence[tuple[str, str]] = ()
+    """Further ``(heading, Markdown)`` sections, placed after the results."""
+
+    @property
+    def task_name(self) -> str:
+        return _TASK_NAMES.get(self.task_type or "", "Classification")
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
+    """A number as a card shows it: integers without a decimal point, others with 4 significant digits."""
     if isinstance(value, float):
         if math.isfinite(value) and value == int(value) and abs(value) < 1e6:
             return str(int(value))
@@ -112,33 +159,75 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _loss_block(info: ModelCardInfo) -> dict[str, Any]:
-    loss = dict(info.loss)
+def card_metrics(
+    metrics: Mapping[str, Any], split: str, loss_type: str, *, mismatched_split: str | None = None
+) -> list[CardMetric]:
+    """The model-index entries of a Trainer's evaluation numbers (``eval_accuracy``, ...).
+
+    Known GLUE metrics get their usual names; any other ``eval_`` number is kept under its own name. The Trainer's
+    timing and counting numbers are left out. Keys ending in ``_mm`` (MNLI mismatched) go to ``mismatched_split``.
+    """
+    out = []
+    for key, value in metrics.items():
+        if not key.startswith("eval_") or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        name, where = key[len("eval_") :], split
+        if mismatched_split and name.endswith("_mm"):
+            name, where = name[: -len("_mm")], mismatched_split
+        if name in _NOT_METRICS or not math.isfinite(float(value)):
+            continue
+        mtype, shown = METRIC_NAMES.get(name, (name, name.replace("_", " ")))
+        if name == "loss":
+            shown = f"{shown} ({loss_type})"
+        out.append(CardMetric(key=key, type=mtype, name=shown, value=float(value), split=where))
+    return out
+
+
+def eval_history(log_history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per evaluation during training: ``epoch``, ``step``, the ``eval_*`` numbers and, when logged at
+    the same epoch, the training loss ``train_loss``."""
+    train_loss: dict[float, float] = {}
+    for entry in log_history:
+        if "loss" in entry and "epoch" in entry:
+            train_loss[round(float(entry["epoch"]), 6)] = float(entry["loss"])
+    out = []
+    for entry in log_history:
+        if "epoch" not in entry or not any(k.startswith("eval_") for k in entry):
+            continue
+        item = {"epoch": float(entry["epoch"]), "step": int(entry.get("step", 0))}
+        item.update(
+            {
+                k: v
+                for k, v in entry.items()
+                if k.startswith("eval_") and not k.endswith(("_runtime", "_per_second"))
+            }
+        )
+        loss = train_loss.get(round(item["epoch"], 6))
+        if loss is not None:
+            item["train_loss"] = loss
+        out.append(item)
+    return out
+
+
+def loss_block(loss: Mapping[str, Any], label_noise: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``hf_squareloss`` metadata block: the loss record, with the label noise when known."""
     config = LossConfig.from_dict(loss)
-    block: dict[str, Any] = {
-        "loss_type": config.loss_type,
-        "k": config.params.get("k"),
-        "M": config.params.get("M"),
-        "alpha": config.params.get("alpha"),
-    }
-    if "label_smoothing" in config.params:
-        block["label_smoothing"] = config.params["label_smoothing"]
+    block: dict[str, Any] = dict(config.to_dict())
+    if "source" in loss:  # as recorded (it may say where each parameter came from)
+        block["source"] = loss["source"]
     if loss.get("num_classes") is not None:
         block["num_classes"] = int(loss["num_classes"])
-    block["parameters_source"] = loss.get("source", "user")
-    noise = info.label_noise
-    block["label_noise"] = (
-        {
-            "rate": noise.get("rate"),
-            "type": noise.get("noise_type"),
-            "exact": noise.get("exact"),
-            "seed": noise.get("seed"),
-            "realised_rate": noise.get("realised_rate"),
-            "num_flipped": noise.get("num_flipped"),
+    if loss.get("temperature") is not None:
+        block["temperature"] = float(loss["temperature"])
+    if label_noise:
+        block["label_noise"] = {
+            "type": label_noise.get("noise_type"),
+            "rate": label_noise.get("rate"),
+            "exact": label_noise.get("exact"),
+            "seed": label_noise.get("seed"),
+            "realised_rate": label_noise.get("realised_rate"),
+            "num_flipped": label_noise.get("num_flipped"),
         }
-        if noise
-        else None
-    )
     if loss.get("hf_squareloss_version"):
         block["version"] = loss["hf_squareloss_version"]
     return block
@@ -146,13 +235,9 @@ def _loss_block(info: ModelCardInfo) -> dict[str, Any]:
 
 def _tags(info: ModelCardInfo, config: LossConfig) -> list[str]:
     tags = ["hf-squareloss", config.loss_type]
-    descriptive = {"square": "square-loss", "tce": "tamed-cross-entropy"}.get(config.loss_type)
-    if descriptive:
-        tags.append(descriptive)
     if info.label_noise:
         tags.append("label-noise")
-    tags += [t for t in info.extra_tags if t not in tags]
-    return tags
+    return list(dict.fromkeys([*tags, *info.extra_tags]))
 
 
 def metadata(info: ModelCardInfo) -> dict[str, Any]:
@@ -162,9 +247,9 @@ def metadata(info: ModelCardInfo) -> dict[str, Any]:
     config = LossConfig.from_dict(info.loss)
     results = [
         EvalResult(
-            task_type=info.task_type,
+            task_type=info.task_type or "classification",
             task_name=info.task_name,
-            dataset_type=info.dataset_id or "custom",
+            dataset_type=info.dataset_id or info.dataset_name or "custom",
             dataset_name=info.dataset_name or info.dataset_id or "custom",
             dataset_config=info.dataset_config,
             dataset_split=m.split,
@@ -172,280 +257,199 @@ def metadata(info: ModelCardInfo) -> dict[str, Any]:
             metric_value=float(m.value),
             metric_name=m.name,
         )
-        for m in info.metrics
+        for m in (info.metrics if info.model_index else ())
     ]
     data = ModelCardData(
         base_model=info.base_model,
         datasets=[info.dataset_id] if info.dataset_id else None,
         language=info.language,
+        license=info.license,
         library_name=info.library_name,
         pipeline_tag=info.task_type,
         tags=_tags(info, config),
-        metrics=sorted({m.type for m in info.metrics if m.type != "loss"}) or None,
+        metrics=sorted({m.type for m in info.metrics if m.type != "loss"} if results else ()) or None,
         model_name=info.model_name,
         eval_results=results or None,
-        hf_squareloss=_loss_block(info),
+        hf_squareloss=loss_block(info.loss, info.label_noise),
         ignore_metadata_errors=False,
     )
     return data.to_dict()
 
 
-def _how_to_read(config: LossConfig, label_names: Sequence[str]) -> str:
+def _how_to_read(info: ModelCardInfo, config: LossConfig) -> str:
+    kwargs = pipeline_kwargs(info.loss)  # the record: what the model says about itself, calibration included
+    task = info.task_type or "text-classification"
+    model = info.model_id or "<this model>"
+    call = "".join(f", {k}={json.dumps(v)}" for k, v in kwargs.items())
+    code = (
+        "```python\nfrom transformers import pipeline\n\n"
+        f'classify = pipeline("{task}", model="{model}"{call}, top_k=None)\n```'
+    )
     if config.spec.outputs == "scores":
         m = config.params.get("M", 1.0)
-        return (
-            "This model was trained with the square loss on raw logits: its outputs are **scores**, not "
-            f"log-probabilities. The true class was trained towards {_fmt(m)} and every other class towards 0. "
-            "Do not apply a softmax; read the scores as they are, or divided by M, and predict with argmax:\n\n"
-            "```python\nfrom transformers import pipeline\n\n"
-            'classify = pipeline("text-classification", model="<this model>", function_to_apply="none", top_k=None)\n'
-            "```\n\n"
-            "`hf_squareloss.logits_to_scores(logits, model)` returns `logits / M` (1 = training target of the true "
-            "class). These scores are not probabilities: they need not sum to 1 and may leave [0, 1]."
+        text = (
+            f"This model was trained with the {config.spec.title} on raw logits: its outputs are **scores**, not "
+            f"log-probabilities. The true class was trained towards {fmt(m)} and every other class towards 0; "
+            "predict with argmax, and do not read a softmax of the scores as probabilities:"
         )
-    return (
-        f"This model was trained with {config.spec.title} on softmax probabilities: a softmax of its logits gives "
-        "class probabilities, which is what the default pipeline returns:\n\n"
-        "```python\nfrom transformers import pipeline\n\n"
-        'classify = pipeline("text-classification", model="<this model>")\n```'
+    else:
+        text = (
+            f"This model was trained with the {config.spec.title} on softmax probabilities: a softmax of its "
+            "logits gives class probabilities, which is what the default pipeline returns:"
+        )
+    lines = [text, code]
+    lines.append(
+        "`hf_squareloss.pipeline_kwargs(model)` gives these pipeline arguments for any model trained with "
+        "hf-squareloss, and `hf_squareloss.logits_to_scores(logits, model)` the numbers to read from its logits."
     )
+    if info.loss.get("temperature") is not None:
+        lines.append(
+            f"Calibration: a temperature T = {float(info.loss['temperature']):.4g} was fitted after training; it "
+            'is stored in the model config (`config.hf_squareloss["temperature"]`).'
+        )
+    return "\n\n".join(lines)
 
 
-def _results_table(info: ModelCardInfo) -> str:
+def _results_table(metrics: Sequence[CardMetric]) -> str:
     lines = ["| split | metric | value |", "| --- | --- | --- |"]
-    for m in info.metrics:
-        lines.append(f"| {m.split} | {m.name} (`{m.key}`) | {m.value:.4f} |")
+    lines += [f"| {m.split} | {m.name} (`{m.key}`) | {m.value:.4f} |" for m in metrics]
     return "\n".join(lines)
 
 
 def _history_table(history: Sequence[Mapping[str, Any]]) -> str:
     if not history:
         return ""
-    keys = [k for k in history[0] if k.startswith("eval_") and k not in ("eval_samples",)]
-    header = "| epoch | step | train loss | " + " | ".join(keys) + " |"
-    lines = [header, "|" + " --- |" * (3 + len(keys))]
+    keys = list(
+        dict.fromkeys(
+            k for h in history for k in h if k.startswith("eval_") and k[len("eval_") :] not in _NOT_METRICS
+        )
+    )
+    lines = [
+        "| epoch | step | train loss | " + " | ".join(keys) + " |",
+        "|" + " --- |" * (3 + len(keys)),
+    ]
     for h in history:
-        cells = [_fmt(h.get("epoch")), _fmt(h.get("step")), _fmt(h.get("train_loss", "-"))]
+        cells = [fmt(h.get("epoch")), fmt(h.get("step")), fmt(h.get("train_loss", "-"))]
         cells += [f"{h[k]:.4f}" if isinstance(h.get(k), (int, float)) else "-" for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def render_model_card(info: ModelCardInfo) -> str:
-    """The full card text (YAML front matter + Markdown body)."""
-    import yaml
+def _noise_text(noise: Mapping[str, Any]) -> str:
+    realised = noise.get("realised_rate")
+    done = (
+        f" {noise.get('num_flipped')} of {noise.get('num_examples')} labels changed, a realised rate of "
+        f"{float(realised):.4f}."
+        if realised is not None and noise.get("num_examples") is not None
+        else ""
+    )
+    return (
+        f"**Label noise**: the training labels were corrupted on purpose ({noise.get('noise_type')} noise, rate "
+        f"{fmt(noise.get('rate'))}{', exact count' if noise.get('exact') else ''}, noise seed "
+        f"{noise.get('seed')}).{done} Evaluation labels are clean."
+    )
 
+
+def render_model_card(info: ModelCardInfo) -> str:
+    """The full card text (YAML front matter + Markdown body).
+
+    The body follows one template: title, summary, training loss (formula and parameters), how to read the
+    outputs, training data, training procedure, results, the builder's own sections, framework versions, citation.
+    """
     config = LossConfig.from_dict(info.loss)
-    meta = metadata(info)
-    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
-    params = ", ".join(f"{k} = {_fmt(v)}" for k, v in config.params.items()) or "none"
-    parts = [f"---\n{front}---\n", f"# {info.model_name}\n"]
-    article = "An" if info.task_name[:1].lower() in "aeiou" else "A"
-    intro = f"{article} {info.task_name.lower()} model"
+    parts = [front_matter(metadata(info)), f"# {info.model_name}\n"]
+
+    task = info.task_name.lower()
+    intro = f"{'An' if task[:1] in 'aeiou' else 'A'} {task} model"
     if info.base_model:
-        intro += f" fine-tuned from `{info.base_model}`"
-    if info.dataset_name:
-        intro += f" on {info.dataset_name}"
+        intro += f" fine-tuned from [{info.base_model}](https://huggingface.co/{info.base_model})"
+    if info.dataset_name or info.dataset_id:
+        intro += f" on {info.dataset_name or info.dataset_id}"
     parts.append(
-        intro + f", trained with the **{config.spec.title}** through "
-        "[hf-squareloss](https://github.com/hf-squareloss/hf-squareloss).\n"
+        f"{intro}, trained with the **{config.spec.title}** through [hf-squareloss]({PROJECT_URL}).\n"
     )
     if info.base_model_note:
         parts.append(info.base_model_note + "\n")
+
+    params = ", ".join(f"{k} = {fmt(v)}" for k, v in config.params.items()) or "none"
+    source = info.loss.get("source", "user")
+    source_text = (
+        ", ".join(f"{k}: {v}" for k, v in source.items()) if isinstance(source, Mapping) else str(source)
+    )
+    classes = info.loss.get("num_classes")
     parts.append("## Training loss\n")
     parts.append(
-        f"`loss_type = {config.loss_type}`, parameters: {params} "
-        f"(source: {info.loss.get('source', 'user')}).\n"
+        f"`loss_type = {config.loss_type}`, parameters: {params} (source: {source_text})"
+        + (f", {classes} classes" if classes else "")
+        + ".\n"
     )
     parts.append(f"Per example, with logits $f$ and label $y$ over $C$ classes: {config.spec.formula}.\n")
+
     parts.append("## How to read the outputs\n")
-    parts.append((info.how_to_read or _how_to_read(config, info.label_names)) + "\n")
+    parts.append((info.how_to_read or _how_to_read(info, config)) + "\n")
     if info.label_names:
         parts.append("Labels: " + ", ".join(f"{i} = `{n}`" for i, n in enumerate(info.label_names)) + ".\n")
+
     parts.append("## Training data\n")
-    data_line = f"Dataset: {info.dataset_name or info.dataset_id or 'custom'}"
+    data_line = f"Dataset: {info.dataset_name or info.dataset_id or 'not named'}"
     if info.dataset_id:
-        data_line += (
-            f" (`{info.dataset_id}`"
-            + (f", config `{info.dataset_config}`" if info.dataset_config else "")
-            + ")"
-        )
+        config_text = f", config `{info.dataset_config}`" if info.dataset_config else ""
+        data_line += f" (`{info.dataset_id}`{config_text})"
     parts.append(data_line + ".\n")
     if info.dataset_note:
         parts.append(info.dataset_note + "\n")
     if info.label_noise:
-        n = info.label_noise
-        parts.append(
-            f"**Label noise**: the training labels were corrupted on purpose ({n.get('noise_type')} noise, rate "
-            f"{_fmt(n.get('rate'))}{', exact count' if n.get('exact') else ''}, noise seed {n.get('seed')}): "
-            f"{n.get('num_flipped')} of {n.get('num_examples')} labels changed, a realised rate of "
-            f"{float(n.get('realised_rate', 0)):.4f}. Evaluation labels are clean.\n"
-        )
+        parts.append(_noise_text(info.label_noise) + "\n")
+
     parts.append("## Training procedure\n")
     if info.protocol:
         proto = ", ".join(
-            f"{k} = {_fmt(v)}"
+            f"{k} = {fmt(v)}"
             for k, v in info.protocol.items()
             if v is not None and not isinstance(v, (dict, list))
         )
         parts.append(f"Protocol: {proto}.\n")
     if info.hyperparameters:
         rows = ["| hyper-parameter | value |", "| --- | --- |"]
-        rows += [f"| {k} | {_fmt(v)} |" for k, v in info.hyperparameters.items()]
+        rows += [f"| {k} | {fmt(v)} |" for k, v in info.hyperparameters.items()]
         parts.append("\n".join(rows) + "\n")
+
     parts.append("## Results\n")
-    parts.append(_results_table(info) + "\n")
-    hist = _history_table(info.history)
-    if hist:
-        parts.append("Validation during training:\n\n" + hist + "\n")
-    for note in info.notes:
-        parts.append(note + "\n")
+    parts.append(
+        (_results_table(info.metrics) if info.metrics else "No evaluation was recorded for this model.")
+        + "\n"
+    )
+    history = _history_table(info.history)
+    if history:
+        parts.append("Validation during training:\n\n" + history + "\n")
+    parts += [note + "\n" for note in info.notes]
+    for heading, body in info.sections:
+        parts.append(f"## {heading}\n")
+        parts.append(body.rstrip() + "\n")
+
     if info.versions:
-        parts.append("Framework versions: " + ", ".join(f"{k} {v}" for k, v in info.versions.items()) + ".\n")
+        parts.append("## Framework versions\n")
+        parts.append("\n".join(f"- {k}: {v}" for k, v in info.versions.items()) + "\n")
+
     parts.append("## Citation\n")
     references = list(dict.fromkeys([*config.spec.references, *info.extra_references]))
     if references:
-        parts.append("The training loss is from:\n\n```bibtex\n" + bibtex(*references) + "\n```\n")
+        parts.append("The training loss is from:\n\n" + citation_section(references))
     else:
-        parts.append("Softmax cross-entropy needs no citation; this model is the cross-entropy baseline.\n")
+        parts.append(f"{config.spec.title[:1].upper()}{config.spec.title[1:]} needs no citation.\n")
     return "\n".join(parts)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# GLUE recipe runs
-# ---------------------------------------------------------------------------------------------------------------
-def _read(path: Path) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+def front_matter(meta: Mapping[str, Any]) -> str:
+    """The YAML block that opens a card, between its ``---`` lines."""
+    import yaml
+
+    return f"---\n{yaml.safe_dump(dict(meta), sort_keys=False, allow_unicode=True, width=1000)}---\n"
 
 
-def _glue_metrics(
-    eval_metrics: Mapping[str, Any], eval_splits: Sequence[str], loss_type: str
-) -> list[CardMetric]:
-    out = []
-    for key, value in eval_metrics.items():
-        if not key.startswith("eval_") or not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        name = key[len("eval_") :]
-        split = eval_splits[0] if eval_splits else "validation"
-        if name.endswith("_mm") and len(eval_splits) > 1:
-            name, split = name[: -len("_mm")], eval_splits[1]
-        if name not in _METRIC_NAMES or not math.isfinite(float(value)):
-            continue
-        mtype, pretty = _METRIC_NAMES[name]
-        if name == "loss":
-            pretty = f"{pretty} ({loss_type})"
-        out.append(CardMetric(key=key, type=mtype, name=pretty, value=float(value), split=split))
-    return out
-
-
-def card_info_from_run(run_dir: str | Path, *, base_model: str | None = None) -> ModelCardInfo:
-    """The card of a finished GLUE recipe run, from its output folder alone.
-
-    ``base_model`` names the Hub id of the model the run started from; by default the recipe's
-    ``base_model_id`` argument, else its ``model_name_or_path`` when that is not a local folder.
-    """
-    from .glue.outputs import DATASET_FILE, LABEL_NOISE_FILE, RUN_ARGS_FILE, read_summary
-    from .glue.tasks import get_task
-
-    run_dir = Path(run_dir)
-    summary = read_summary(run_dir)
-    run_args = _read(run_dir / RUN_ARGS_FILE) if (run_dir / RUN_ARGS_FILE).is_file() else {}
-    dataset = _read(run_dir / DATASET_FILE) if (run_dir / DATASET_FILE).is_file() else {}
-    noise = _read(run_dir / LABEL_NOISE_FILE) if (run_dir / LABEL_NOISE_FILE).is_file() else None
-    if noise is not None:
-        noise = {k: v for k, v in noise.items() if k not in ("flipped_indices", "flipped_idx")}
-    task = get_task(summary["task"])
-    model_args = run_args.get("model", {})
-    training = run_args.get("training", {})
-    source = summary.get("model_name_or_path") or model_args.get("model_name_or_path")
-    base = base_model or model_args.get("base_model_id")
-    note = None
-    if base is None and source and not Path(source).exists():
-        base = source
-    elif base is None and source:
-        note = (
-            f"The run started from a local copy of its base model (`{Path(source).name}`); its Hub id was not "
-            "given (`--base_model_id`)."
-        )
-    origin = dataset.get("origin") or summary.get("data_origin")
-    dataset_note = None
-    if origin and origin != "hub":
-        files = dataset.get("files") or {}
-        listed = ", ".join(
-            f"{split}: `{Path(str(f.get('path', f) if isinstance(f, dict) else f)).name}`"
-            + (
-                f" (sha256 `{f['sha256'][:12]}...`, {f['rows']} rows)"
-                if isinstance(f, dict) and "sha256" in f
-                else ""
-            )
-            for split, f in files.items()
-        )
-        dataset_note = (
-            f"Read from GLUE's original TSV files ({listed or dataset.get('data_dir', 'local files')}) "
-            "instead of the Hub copy."
-        )
-    if summary.get("max_train_samples"):
-        extra = f" Training used the first {summary['num_train_examples']} training examples."
-        dataset_note = (dataset_note or "") + extra
-    hyper = {k: training[k] for k in _HYPERPARAMETERS if k in training and training[k] not in (None, "", [])}
-    data_args = run_args.get("data", {})
-    if data_args.get("max_seq_length"):
-        hyper["max_seq_length"] = data_args["max_seq_length"]
-    if summary.get("epochs_trained") is not None:
-        hyper["epochs trained"] = summary["epochs_trained"]
-    if summary.get("model_epoch") is not None:
-        hyper["epoch of the saved model"] = summary["model_epoch"]
-    loss_type = summary["loss"]["loss_type"]
-    name = training.get("hub_model_id") or "-".join(
-        p
-        for p in (
-            Path(str(base or source or "model")).name,
-            "glue",
-            task.name,
-            loss_type,
-            f"noise{_fmt(noise['rate'])}" if noise else None,
-            f"seed{summary.get('seed')}",
-        )
-        if p
-    )
-    return ModelCardInfo(
-        model_name=Path(name).name,
-        loss=summary["loss"],
-        base_model=base,
-        base_model_note=note,
-        dataset_id="nyu-mll/glue",
-        dataset_name=f"GLUE {task.folder}",
-        dataset_config=task.name,
-        dataset_note=dataset_note,
-        task_type="text-classification",
-        task_name="Text Classification",
-        metrics=_glue_metrics(
-            summary.get("eval_metrics", {}), list(dataset.get("eval_splits") or task.eval_splits), loss_type
-        ),
-        label_noise=noise or summary.get("label_noise"),
-        hyperparameters=hyper,
-        protocol=summary.get("protocol"),
-        history=summary.get("history", ()),
-        label_names=list(task.label_names or ()),
-        extra_tags=["text-classification", "glue", task.name],
-        versions=summary.get("versions", {}),
-    )
-
-
-def write_run_card(run_dir: str | Path, *, base_model: str | None = None) -> Path:
-    """Write ``README.md`` (the model card) into a finished GLUE run folder; return its path."""
-    return save_card(run_dir, render_model_card(card_info_from_run(run_dir, base_model=base_model)))
-
-
-def save_card(folder: str | Path, text: str) -> Path:
-    """Check that ``text`` parses strictly, then write it as ``folder/README.md`` (atomically); return the path."""
-    validate_card(text)
-    path = Path(folder) / CARD_FILE
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+def citation_section(references: Sequence[str]) -> str:
+    """The BibTeX block of ``references`` (keys of :data:`hf_squareloss.citations.BIBTEX`)."""
+    return "```bibtex\n" + bibtex(*dict.fromkeys(references)) + "\n```\n"
 
 
 def validate_card(text: str) -> None:
@@ -458,188 +462,12 @@ def validate_card(text: str) -> None:
         raise ValueError(f"the model card does not parse: {err}") from err
 
 
-def write_card(folder: str | Path, *, base_model: str | None = None) -> Path:
-    """Write the card of a finished GLUE or ASR recipe run folder, or of a comparison sweep folder."""
-    from .asr_card import is_asr_run, write_asr_card
-    from .glue.outputs import SUMMARY_FILE
-
-    folder = Path(folder)
-    if (folder / SUMMARY_FILE).is_file():
-        return write_run_card(folder, base_model=base_model)
-    if is_asr_run(folder):
-        return write_asr_card(folder, base_model=base_model)
-    if (folder / SWEEP_RESULTS_FILE).is_file():
-        return save_card(folder, render_sweep_card(folder, base_model=base_model))
-    raise ValueError(
-        f"{folder} is neither a finished run folder (no {SUMMARY_FILE}; an ASR run has results.json), nor a "
-        "sweep folder"
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# comparison sweeps
-# ---------------------------------------------------------------------------------------------------------------
-SWEEP_RESULTS_FILE = "results.json"
-
-
-def _pct(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return "-"
-    return f"{100 * value:.2f}"
-
-
-def _mean_std(stats: Mapping[str, Any] | None) -> str:
-    if not stats or stats.get("mean") is None:
-        return "-"
-    std = stats.get("std")
-    return f"{_pct(stats['mean'])} ± {_pct(std)}" if std is not None else _pct(stats["mean"])
-
-
-def _sweep_loss_records(root: Path, runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """loss_type -> the loss record of one of its runs (they share the settings within a sweep)."""
-    from .glue.outputs import SUMMARY_FILE
-
-    records: dict[str, dict[str, Any]] = {}
-    for run in runs:
-        if run["loss_type"] in records:
-            continue
-        path = root / str(run["run_dir"]) / SUMMARY_FILE
-        if path.is_file():
-            records[run["loss_type"]] = _read(path)["loss"]
-    return records
-
-
-def render_sweep_card(root: str | Path, *, base_model: str | None = None) -> str:
-    """The card of a comparison sweep folder (``hf-squareloss compare``), from its ``results.json``."""
-    import yaml
-    from huggingface_hub import ModelCardData
-
-    from .compare.paper import HUI_BELKIN_BERT, HUI_BELKIN_SEEDS
-    from .glue.tasks import get_task
-
-    root = Path(root)
-    results = _read(root / SWEEP_RESULTS_FILE)
-    sweep, summary, runs = results["sweep"], results["summary"], results["runs"]
-    spec = sweep.get("spec", {})
-    losses = list(dict.fromkeys(row["loss_type"] for row in summary))
-    records = _sweep_loss_records(root, runs)
-    noise_rates = sorted({float(row["noise_rate"]) for row in summary})
-    source = spec.get("model_name_or_path")
-    base = base_model or spec.get("base_model_id")
-    if base is None and source and not Path(str(source)).exists():
-        base = source
-    configs = {t: LossConfig.from_dict(r) for t, r in records.items()}
-    block = {
-        "kind": "loss comparison",
-        "losses": [
-            {"loss_type": t, "k": c.params.get("k"), "M": c.params.get("M"), "alpha": c.params.get("alpha")}
-            for t, c in configs.items()
-        ],
-        "label_noise": {"type": spec.get("noise_type"), "rates": noise_rates} if any(noise_rates) else None,
-        "seeds": spec.get("seeds"),
-        "tasks": spec.get("tasks"),
-    }
-    tags = ["hf-squareloss", "loss-comparison", *losses, "glue", "text-classification"]
-    if any(noise_rates):
-        tags.append("label-noise")
-    meta = ModelCardData(
-        base_model=base,
-        datasets=["nyu-mll/glue"],
-        language="en",
-        library_name="transformers",
-        pipeline_tag="text-classification",
-        tags=list(dict.fromkeys(tags)),
-        hf_squareloss=block,
-        ignore_metadata_errors=False,
-    ).to_dict()
-    parts = [f"---\n{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)}---\n"]
-    model_name = Path(str(base or source or "model")).name
-    parts.append(f"# Loss comparison on GLUE: {', '.join(losses)} ({model_name})\n")
-    parts.append(
-        f"{len(runs)} fine-tuning runs of `{model_name}` made with "
-        "[hf-squareloss](https://github.com/hf-squareloss/hf-squareloss) `compare`: every loss on the same data, "
-        f"seeds {spec.get('seeds')} and label-noise rates {noise_rates} (training labels only; validation "
-        "labels are clean). Numbers are validation (dev) metrics in %, mean ± sample standard deviation over "
-        "seeds; Δ is the difference of means to cross-entropy in the same column.\n"
-    )
-    if sweep.get("command"):
-        parts.append(f"Command:\n\n```bash\n{sweep['command']}\n```\n")
-    if sweep.get("wall_seconds_all_sessions") is not None:
-        parts.append(f"Wall time: {sweep['wall_seconds_all_sessions'] / 3600:.2f} h.\n")
-    parts.append("## Losses\n")
-    for loss_type, config in configs.items():
-        params = ", ".join(f"{k} = {_fmt(v)}" for k, v in config.params.items()) or "no parameters"
-        parts.append(f"- `{loss_type}`: {config.spec.title}, {params}. {config.spec.formula}.")
-    parts.append("")
-    for task_name in dict.fromkeys(row["task"] for row in summary):
-        task = get_task(task_name)
-        for protocol in dict.fromkeys(r["protocol"] for r in summary if r["task"] == task_name):
-            rows = [r for r in summary if r["task"] == task_name and r["protocol"] == protocol]
-            for metric in task.metrics:
-                parts.append(f"## {task.folder}, {protocol.replace('_', ' ')}: {metric}\n")
-                header = "| loss | " + " | ".join(f"noise {_fmt(n)} | Δ vs ce" for n in noise_rates)
-                published = HUI_BELKIN_BERT.get(task_name, {}).get(metric)
-                header += " | Hui & Belkin (BERT) |" if published else " |"
-                lines = [header, "|" + " --- |" * (1 + 2 * len(noise_rates) + (1 if published else 0))]
-                for loss_type in losses:
-                    cells = []
-                    for rate in noise_rates:
-                        row = next(
-                            (
-                                r
-                                for r in rows
-                                if r["loss_type"] == loss_type and float(r["noise_rate"]) == rate
-                            ),
-                            None,
-                        )
-                        ce = next(
-                            (
-                                r
-                                for r in summary
-                                if r["task"] == task_name
-                                and r["loss_type"] == "ce"
-                                and r["protocol"] == "early_stopping"
-                                and float(r["noise_rate"]) == rate
-                            ),
-                            None,
-                        )
-                        stats = row["metrics"].get(metric) if row else None
-                        cells.append(_mean_std(stats))
-                        if row and ce and loss_type != "ce" and stats and stats.get("mean") is not None:
-                            cells.append(f"{100 * (stats['mean'] - ce['metrics'][metric]['mean']):+.2f}")
-                        else:
-                            cells.append("")
-                    line = f"| {loss_type} | " + " | ".join(cells)
-                    if published:
-                        line += f" | {published.get(loss_type, '-')} |"
-                    else:
-                        line += " |"
-                    lines.append(line)
-                parts.append("\n".join(lines) + "\n")
-        if HUI_BELKIN_BERT.get(task_name):
-            parts.append(
-                f"Hui & Belkin's column: BERT fine-tuned on the full task, mean of {HUI_BELKIN_SEEDS} seeds, "
-                "clean labels, as published; not comparable in scale with these runs.\n"
-            )
-    parts.append("## Per-seed numbers\n")
-    metric_cols = [m for m in dict.fromkeys(k for r in runs for k in r if k in _METRIC_NAMES and k != "loss")]
-    lines = [
-        "| task | protocol | loss | noise | realised | seed | " + " | ".join(metric_cols) + " | epoch kept |",
-        "|" + " --- |" * (7 + len(metric_cols)),
-    ]
-    for r in runs:
-        metrics = " | ".join(_pct(r.get(m)) for m in metric_cols)
-        lines.append(
-            f"| {r['task']} | {r['protocol']} | {r['loss_type']} | {_fmt(float(r['noise_rate']))} | "
-            f"{float(r.get('realised_noise_rate') or 0):.3f} | {r['seed']} | {metrics} | "
-            f"{_fmt(r.get('model_epoch'))} |"
-        )
-    parts.append("\n".join(lines) + "\n")
-    plots = sorted(p.name for p in root.glob("*.png"))
-    if plots:
-        parts.append("## Plots\n")
-        parts += [f"![{p.removesuffix('.png').replace('_', ' ')}]({p})\n" for p in plots]
-    refs = [key for c in configs.values() for key in c.spec.references]
-    refs.append("hui2021evaluation")
-    parts.append("## Citation\n\n```bibtex\n" + bibtex(*dict.fromkeys(refs)) + "\n```\n")
-    return "\n".join(parts)
+def save_card(folder: str | os.PathLike, text: str, *, name: str = CARD_FILE) -> Path:
+    """Check that ``text`` parses strictly, then write it as ``folder/README.md`` (atomically); return the path."""
+    validate_card(text)
+    path = Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -292,7 +292,8 @@ class SquareLossTrainer(Trainer):
 
     The resolved loss is recorded in ``model.config.hf_squareloss`` so that saved models, checkpoints and pushed
     repositories say how they were trained; resuming from a checkpoint recorded with other loss settings is an
-    error.
+    error. :meth:`create_model_card` (also called by ``push_to_hub``) writes a card that says the same, with the
+    formula, how to read the outputs and the loss's paper.
     """
 
     def __init__(
@@ -438,6 +439,28 @@ class SquareLossTrainer(Trainer):
                 else self.args.n_gpu
             )
         return loss
+
+    # ---- the model card -------------------------------------------------------------------------------------
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        dataset_name: str | list[str] | None = None,
+        tags: str | list[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Write the model card to ``<output_dir>/README.md``: tags ``hf-squareloss`` and the loss type, the
+        ``hf_squareloss`` metadata block, the formula, how to read the outputs, the training arguments, the last
+        evaluation (a ``model-index`` when ``dataset_name`` is given) and the BibTeX of the loss. ``push_to_hub``
+        passes its keyword arguments here. See :func:`hf_squareloss.trainer_card.create_model_card`."""
+        from .trainer_card import create_model_card
+
+        return create_model_card(self, model_name, dataset_name, tags, **kwargs)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        # checkpoints pushed during training (push_to_hub with a hub_strategy) carry this card, not the stock one
+        if self.args.push_to_hub and self.is_world_process_zero():
+            self.create_model_card()
+        super()._save_checkpoint(model, trial)
 
     # ---- resuming -------------------------------------------------------------------------------------------
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):

@@ -18,7 +18,21 @@ from .paper import HUI_BELKIN_BERT, HUI_BELKIN_SEEDS
 from .plots import write_plots
 from .runner import STATUS_FILE, SWEEP_FILE
 
-__all__ = ["format_results_md", "write_report"]
+__all__ = [
+    "REPORT_KIND",
+    "calibration_table",
+    "epochs_table",
+    "format_results_md",
+    "paper_table",
+    "per_seed_table",
+    "sessions_lines",
+    "summary_copy",
+    "task_tables",
+    "write_report",
+]
+
+REPORT_KIND = "sweep"
+"""The ``kind`` written into a report's ``results.json``: the folder says what it is."""
 
 
 def _pct(value: float | None, digits: int = 2) -> str:
@@ -60,7 +74,7 @@ def _duration(seconds: float | None) -> str:
     return str(timedelta(seconds=round(seconds)))
 
 
-def _sessions_lines(status: Mapping[str, Any]) -> list[str]:
+def sessions_lines(status: Mapping[str, Any]) -> list[str]:
     """The sweep's command(s) and wall time, from ``sweep_status.json``: one block per distinct command."""
     sessions = [s for s in status.get("sessions", []) if s.get("command")]
     if not sessions:
@@ -127,7 +141,7 @@ def _setup_lines(root: Path, rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def _task_tables(summary: Sequence[Mapping[str, Any]], task: str, protocol: str) -> list[str]:
+def task_tables(summary: Sequence[Mapping[str, Any]], task: str, protocol: str) -> list[str]:
     cells = [c for c in summary if c["task"] == task and c["protocol"] == protocol]
     if not cells:
         return []
@@ -156,7 +170,7 @@ def _task_tables(summary: Sequence[Mapping[str, Any]], task: str, protocol: str)
     return out
 
 
-def _paper_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
+def paper_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = [
         "| task | metric | Hui & Belkin BERT: square | ce | Δ | ours: square | ce | Δ (paired ± std) |",
         "|---|---|---|---|---|---|---|---|",
@@ -198,7 +212,7 @@ def format_results_md(
         "`summary.csv` and `results.json`, each run's summary under `runs/`.",
         "",
     ]
-    lines += _sessions_lines(status)
+    lines += sessions_lines(status)
     setup = _setup_lines(root, rows)
     if setup:
         lines += ["## Setup", "", *setup, ""]
@@ -207,8 +221,8 @@ def format_results_md(
     lines += ["## Results", ""]
     for task in tasks:
         for protocol in protocols:
-            lines += _task_tables(summary, task, protocol)
-    paper = _paper_table(summary)
+            lines += task_tables(summary, task, protocol)
+    paper = paper_table(summary)
     if paper:
         lines += [
             "## Beside Hui & Belkin (ICLR 2021)",
@@ -219,17 +233,17 @@ def format_results_md(
             *paper,
             "",
         ]
-    calibration = _calibration_table(summary)
+    calibration = calibration_table(summary)
     if calibration:
         lines += ["## Calibration", "", *calibration, ""]
-    epochs = _epochs_table(summary)
+    epochs = epochs_table(summary)
     if epochs:
         lines += ["## Epochs", "", *epochs, ""]
     if plots:
         lines += ["## Plots", ""]
         lines += [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots]
         lines.append("")
-    lines += ["## Per seed", "", _per_seed_table(rows), ""]
+    lines += ["## Per seed", "", per_seed_table(rows), ""]
     return "\n".join(lines)
 
 
@@ -240,7 +254,7 @@ def _number(entry: Mapping[str, Any] | None, scale: float = 1.0, digits: int = 3
     return text + (f" ± {scale * entry['std']:.{digits}f}" if entry.get("std") is not None else "")
 
 
-def _calibration_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
+def calibration_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
     """ECE, NLL and Brier score of the served probabilities before and after temperature scaling, per cell."""
     order = {loss: i for i, loss in enumerate(loss_types())}
     cells = sorted(
@@ -271,7 +285,7 @@ def _calibration_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def _epochs_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
+def epochs_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
     """Mean over seeds of the epoch of the kept model and of the epochs run, per cell."""
     order = {loss: i for i, loss in enumerate(loss_types())}
     cells = sorted(
@@ -298,7 +312,7 @@ def _epochs_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def _per_seed_table(rows: Sequence[Mapping[str, Any]]) -> str:
+def per_seed_table(rows: Sequence[Mapping[str, Any]]) -> str:
     metrics = list(dict.fromkeys(m for r in rows for m in metric_names(r["task"])))
     head = [
         "task",
@@ -332,6 +346,11 @@ def _per_seed_table(rows: Sequence[Mapping[str, Any]]) -> str:
             + " |"
         )
     return "\n".join(lines)
+
+
+def summary_copy(report_dir: str | Path, run_dir: str) -> Path:
+    """Where the report keeps its copy of the summary of the run in ``run_dir`` (relative to the sweep root)."""
+    return Path(report_dir) / "runs" / Path(run_dir).parent / f"{Path(run_dir).name}.json"
 
 
 def _write_csv(path: Path, header: Sequence[str], records: Sequence[Mapping[str, Any]]) -> None:
@@ -413,6 +432,7 @@ def write_report(
     write_json(
         report_dir / "results.json",
         {
+            "kind": REPORT_KIND,
             "sweep": {
                 "root": str(root),
                 "spec": spec.to_dict() if spec else sweep.get("spec"),
@@ -427,9 +447,8 @@ def write_report(
     written += [report_dir / "results.csv", report_dir / "summary.csv", report_dir / "results.json"]
     plots = write_plots(rows, report_dir) if rows else []
     written += plots
-    runs_dir = report_dir / "runs"
     for r in rows:
-        target = runs_dir / Path(r["run_dir"]).parent / f"{Path(r['run_dir']).name}.json"
+        target = summary_copy(report_dir, r["run_dir"])
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / r["run_dir"] / SUMMARY_FILE, target)
     md = format_results_md(root, rows, summary, title=title, status=status, plots=plots)

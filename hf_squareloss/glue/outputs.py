@@ -27,6 +27,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..model_card import eval_history
+
 __all__ = [
     "DATASET_FILE",
     "LABEL_NOISE_FILE",
@@ -102,32 +104,6 @@ def read_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"{run_dir} is not a finished run of the GLUE recipe (no {SUMMARY_FILE})")
     return read_json(path)
-
-
-def eval_history(log_history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per evaluation during training: ``epoch``, ``step``, the ``eval_*`` numbers and, when logged at
-    the same epoch, the training loss ``train_loss``."""
-    train_loss: dict[float, float] = {}
-    for entry in log_history:
-        if "loss" in entry and "epoch" in entry:
-            train_loss[round(float(entry["epoch"]), 6)] = float(entry["loss"])
-    out = []
-    for entry in log_history:
-        if "epoch" not in entry or not any(k.startswith("eval_") for k in entry):
-            continue
-        item = {"epoch": float(entry["epoch"]), "step": int(entry.get("step", 0))}
-        item.update(
-            {
-                k: v
-                for k, v in entry.items()
-                if k.startswith("eval_") and not k.endswith(("_runtime", "_per_second"))
-            }
-        )
-        loss = train_loss.get(round(item["epoch"], 6))
-        if loss is not None:
-            item["train_loss"] = loss
-        out.append(item)
-    return out
 
 
 def best_eval_entry(

@@ -159,7 +159,7 @@ def _after_run(training_args: SquareLossTrainingArguments, output_dir: Path, pus
     (None when it was not asked for or succeeded); the local folder is complete either way.
     """
     from ..hub import HubPushError, push_folder
-    from ..model_card import write_run_card
+    from .card import write_run_card
 
     try:
         card = write_run_card(output_dir)

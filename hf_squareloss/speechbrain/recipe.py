@@ -33,6 +33,7 @@ from ..environment import torchaudio_guard
 from ..registry import LossConfig
 from .asr_brain import JointCTCAttentionBrain
 from .audio import read_mono
+from .card import RESULTS_KIND, write_asr_card
 from .units import BOS_INDEX, EOS_INDEX, Tokenizer
 
 with torchaudio_guard():
@@ -213,6 +214,7 @@ def run_recipe(
     )
     brain.update_results(
         {
+            "kind": RESULTS_KIND,
             "loss": loss.to_dict(),
             "ctc_weight": float(hparams["ctc_weight"]),
             "ctc_alpha": float(hparams.get("ctc_alpha", 0.0)),
@@ -306,8 +308,6 @@ def _versions() -> dict[str, str]:
 
 def _write_card(folder: Path) -> None:
     """The model card of the finished run; a failure is reported, never fatal (``hf-squareloss card`` redoes it)."""
-    from ..asr_card import write_asr_card
-
     try:
         logger.info("model card: %s", write_asr_card(folder))
     except (OSError, ValueError) as err:

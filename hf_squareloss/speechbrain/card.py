@@ -1,8 +1,9 @@
 """Model cards of the ASR recipes' runs (``recipes/asr/<corpus>``), from their output folder alone.
 
 A finished run's ``results.json`` holds the loss record, the corpus, the recipe's scalar hyper-parameters and the
-error rates of every evaluated set (beam search, percent) and of the best epoch (greedy). The card reads only that
-file, so this module does not import SpeechBrain.
+error rates of every evaluated set (beam search, percent) and of the best epoch (greedy). The card is the Trainer's
+card (:mod:`hf_squareloss.model_card`) with the recogniser's own reading instructions and error rates; it reads only
+that file, so this module does not import SpeechBrain.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .model_card import CardMetric, ModelCardInfo, render_model_card, save_card
-from .registry import LossConfig
+from ..model_card import CardMetric, ModelCardInfo, render_model_card, save_card
+from ..registry import LossConfig
 
-__all__ = ["card_info_from_asr_run", "is_asr_run", "write_asr_card"]
+__all__ = ["RESULTS_KIND", "card_info_from_asr_run", "is_asr_run", "write_asr_card"]
 
 RESULTS_FILE = "results.json"
+RESULTS_KIND = "asr_run"
+"""The ``kind`` an ASR run writes into its ``results.json``: the folder says what it is."""
 
 # corpus (the recipe folder's name) -> (name shown, Hub dataset id when the corpus is on the Hub)
 CORPORA: dict[str, tuple[str, str | None]] = {
@@ -44,9 +47,16 @@ def _read_results(folder: Path) -> dict[str, Any] | None:
 
 
 def is_asr_run(folder: str | Path) -> bool:
-    """True when ``folder`` holds the ``results.json`` of an ASR recipe run (its loss and CTC weight)."""
+    """True when ``folder`` holds the ``results.json`` of an ASR recipe run.
+
+    Its ``kind`` says so; a folder written before runs recorded their kind is recognised by its loss and CTC
+    weight."""
     data = _read_results(Path(folder))
-    return bool(data) and "loss" in data and "ctc_weight" in data
+    if not data:
+        return False
+    if "kind" in data:
+        return data["kind"] == RESULTS_KIND
+    return "loss" in data and "ctc_weight" in data
 
 
 def _metrics(results: dict[str, Any]) -> list[CardMetric]:
@@ -144,7 +154,6 @@ def card_info_from_asr_run(folder: str | Path, *, base_model: str | None = None)
         dataset_name=name,
         dataset_config=None,
         task_type="automatic-speech-recognition",
-        task_name="Automatic Speech Recognition",
         metrics=_metrics(results),
         hyperparameters=hyper,
         extra_tags=["speechbrain", "asr", corpus],
