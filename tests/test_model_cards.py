@@ -477,7 +477,8 @@ def _imports() -> dict[str, set[str]]:
                     anchor = package.split(".")
                     anchor = anchor[: len(anchor) - node.level + 1]
                     base = ".".join([*anchor, *([base] if base else [])])
-                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+                # a submodule by its name, anything else from the module (or package) it is defined in
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
             edges |= {t for t in targets if t in modules and t != name}
         graph[name] = edges
     return graph
@@ -541,7 +542,7 @@ def test_card_core_imports_no_application() -> None:
         "demo",
         "cli",
     )
-    assert not [m for m in reached if m.split(".")[1].split(".")[0] in applications], reached
+    assert not [m for m in reached if m.partition(".")[2].split(".")[0] in applications], reached
     # and in a fresh interpreter: no transformers, no recipe
     code = (
         "import sys, hf_squareloss.model_card; "
@@ -551,4 +552,36 @@ def test_card_core_imports_no_application() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert "transformers" not in out
-    assert not [m for m in out if m.split(".")[1] in applications], out
+    assert not [m for m in out if m.partition(".")[2].split(".")[0] in applications], out
+
+
+def test_checkpoints_pushed_during_training_carry_the_card(tmp_path: Path, monkeypatch) -> None:
+    import torch
+    from datasets import Dataset
+    from transformers import BertConfig, BertForSequenceClassification, Trainer
+
+    from hf_squareloss import SquareLossTrainer, SquareLossTrainingArguments
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        num_labels=2,
+    )
+    ids = torch.randint(0, 30, (8, 6), generator=torch.Generator().manual_seed(1))
+    data = Dataset.from_dict({"input_ids": ids.tolist(), "labels": (ids[:, 0] % 2).tolist()})
+    args = SquareLossTrainingArguments(
+        output_dir=str(tmp_path / "out"), loss_type="square", save_strategy="no", report_to=[], use_cpu=True
+    )
+    trainer = SquareLossTrainer(model=BertForSequenceClassification(config), args=args, train_dataset=data)
+    trainer.train()
+    pushed = []
+    monkeypatch.setattr(Trainer, "_push_from_checkpoint", lambda self, folder: pushed.append(folder))
+    trainer.args.push_to_hub = True  # as with --push_to_hub and a hub_strategy: each save pushes output_dir
+    trainer._save_checkpoint(trainer.model, None)
+    assert pushed  # the stock checkpoint push ran, and found our card in output_dir
+    meta = _meta((tmp_path / "out" / "README.md").read_text(encoding="utf-8"))
+    assert meta["hf_squareloss"]["loss_type"] == "square" and "hf-squareloss" in meta["tags"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +31,20 @@ def read_sst2(path: Path, rows: int) -> Dataset:
     """The first ``rows`` sentences of an SST-2 TSV file (header ``sentence<TAB>label``)."""
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        items = [{"sentence": r["sentence"], "label": int(r["label"])} for _, r in zip(range(rows), reader)]
+        items = [
+            {"sentence": r["sentence"], "label": int(r["label"])} for r in itertools.islice(reader, rows)
+        ]
     return Dataset.from_list(items)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model_name_or_path", required=True)
-    parser.add_argument("--base_model_id", default=None, help="Hub id of the model, when loaded from a folder")
+    parser.add_argument(
+        "--base_model_id", default=None, help="Hub id of the model, when loaded from a folder"
+    )
     parser.add_argument("--data_dir", required=True, help="folder with SST-2's train.tsv and dev.tsv")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--loss_type", default="square")
