@@ -3,7 +3,7 @@
 A script of the kind a user writes: only the public API of transformers and hf-squareloss. It produced
 ``results/example_trainer_card.md``::
 
-    OMP_NUM_THREADS=2 python recipes/glue/trainer_card_example.py \\
+    OMP_NUM_THREADS=1 python recipes/glue/trainer_card_example.py \\
         --model_name_or_path ../shared/models/paraphrase-MiniLM-L3-v2 \\
         --base_model_id sentence-transformers/paraphrase-MiniLM-L3-v2 \\
         --data_dir ../shared/data/glue/SST-2 --output_dir /tmp/sst2-square
