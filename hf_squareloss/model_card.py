@@ -84,12 +84,17 @@ METRIC_NAMES = {
 # numbers the Trainer logs with every evaluation that are not metrics of the model
 _NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "samples", "epoch", "step")
 
+# pipelines that take ``function_to_apply`` (what pipeline_kwargs returns)
+CLASSIFICATION_PIPELINES = ("text-classification", "audio-classification", "image-classification")
+
 _TASK_NAMES = {
     "text-classification": "Text Classification",
     "token-classification": "Token Classification",
     "image-classification": "Image Classification",
     "audio-classification": "Audio Classification",
     "multiple-choice": "Multiple Choice",
+    "text-generation": "Text Generation",
+    "fill-mask": "Fill Mask",
     "automatic-speech-recognition": "Automatic Speech Recognition",
 }
 
@@ -278,13 +283,14 @@ def metadata(info: ModelCardInfo) -> dict[str, Any]:
 
 def _how_to_read(info: ModelCardInfo, config: LossConfig) -> str:
     kwargs = pipeline_kwargs(info.loss)  # the record: what the model says about itself, calibration included
-    task = info.task_type or "text-classification"
     model = info.model_id or "<this model>"
     call = "".join(f", {k}={json.dumps(v)}" for k, v in kwargs.items())
     code = (
         "```python\nfrom transformers import pipeline\n\n"
-        f'classify = pipeline("{task}", model="{model}"{call}, top_k=None)\n```'
+        f'classify = pipeline("{info.task_type}", model="{model}"{call}, top_k=None)\n```'
     )
+    if info.task_type not in CLASSIFICATION_PIPELINES:  # no classification pipeline reads this head
+        code = "Read its logits with `hf_squareloss.logits_to_scores(logits, model)`."
     if config.spec.outputs == "scores":
         m = config.params.get("M", 1.0)
         text = (

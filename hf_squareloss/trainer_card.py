@@ -46,6 +46,9 @@ _PIPELINE_TAGS = {
     "ForImageClassification": "image-classification",
     "ForAudioClassification": "audio-classification",
     "ForMultipleChoice": "multiple-choice",
+    "ForCausalLM": "text-generation",
+    "ForMaskedLM": "fill-mask",
+    "ForCTC": "automatic-speech-recognition",
 }
 
 
@@ -58,20 +61,17 @@ def _unwrapped(trainer: Any) -> Any:
 def trainer_loss_record(trainer: Any) -> dict[str, Any]:
     """The loss record of the model ``trainer`` trains: its loss function's resolved settings and number of classes,
     with what the model config adds for that same loss (the calibration temperature)."""
-    from . import __version__
-
     model = _unwrapped(trainer)
     stored = getattr(getattr(model, "config", None), CONFIG_KEY, None)
     loss_function = getattr(trainer, "compute_loss_func", None)
     config = getattr(loss_function, "config", None)
-    if not isinstance(config, LossConfig):  # a record in the config would tell of an earlier training
+    # a record in the model config alone would tell of an earlier training, not of this one
+    if not isinstance(config, LossConfig) or not callable(getattr(loss_function, "record", None)):
         raise ValueError(
             f"{type(trainer).__name__} does not train with an hf-squareloss loss: use SquareLossTrainer, or pass "
             "compute_loss_func=hf_squareloss.make_compute_loss_func(...) to the Trainer"
         )
-    record: dict[str, Any] = config.to_dict()
-    record["num_classes"] = getattr(loss_function, "num_classes", None)
-    record["hf_squareloss_version"] = __version__
+    record: dict[str, Any] = dict(loss_function.record())
     if isinstance(stored, Mapping) and LossConfig.from_dict(stored).same_loss(config):
         record = {**stored, **record}  # keeps the temperature of a calibrated model
     return record

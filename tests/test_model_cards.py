@@ -344,9 +344,11 @@ SCRIPT = textwrap.dedent(
     ours.train()
     ours.push_to_hub(dataset_name="nyu-mll/glue", dataset_config="sst2")
 
-    stock = Trainer(model=model(), args=TrainingArguments(output_dir=f"{out}/stock",
+    stock_model = model()
+    stock = Trainer(model=stock_model, args=TrainingArguments(output_dir=f"{out}/stock",
                     hub_model_id="tester/sst2-stock", **common), train_dataset=train, eval_dataset=dev,
-                    compute_metrics=accuracy, compute_loss_func=make_compute_loss_func("square", M=2.0))
+                    compute_metrics=accuracy,
+                    compute_loss_func=make_compute_loss_func("square", model=stock_model, M=2.0))
     attach_model_card(stock)
     stock.train()
     stock.push_to_hub(dataset_name="nyu-mll/glue", dataset_config="sst2")
