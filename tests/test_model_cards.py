@@ -94,6 +94,16 @@ def test_core_card_shows_the_calibration_temperature() -> None:
     assert "temperature" not in _meta(plain)["hf_squareloss"] and "T = " not in plain
 
 
+def test_core_card_offers_a_pipeline_only_where_one_reads_scores() -> None:
+    record = {"loss_type": "square", "k": 1.0, "M": 1.0, "source": "user", "num_classes": 50}
+    for task in ("text-generation", "token-classification", None):
+        text = render_model_card(ModelCardInfo(model_name="m", loss=record, task_type=task))
+        assert "function_to_apply" not in text and "logits_to_scores(logits, model)" in text, task
+        assert _meta(text).get("pipeline_tag") == task
+    audio = render_model_card(ModelCardInfo(model_name="m", loss=record, task_type="audio-classification"))
+    assert 'pipeline("audio-classification", model="<this model>", function_to_apply="none"' in audio
+
+
 def test_core_refuses_an_invalid_card(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not parse"):
         save_card(tmp_path, "---\nmodel-index: [{}]\n---\n# x\n")
