@@ -26,7 +26,7 @@ from typing import Any
 
 from .citations import bibtex
 from .registry import LossConfig
-from .scores import pipeline_kwargs
+from .scores import TEMPERATURE_KEY, pipeline_kwargs
 
 __all__ = [
     "CARD_FILE",
@@ -222,8 +222,8 @@ def loss_block(loss: Mapping[str, Any], label_noise: Mapping[str, Any] | None = 
         block["source"] = loss["source"]
     if loss.get("num_classes") is not None:
         block["num_classes"] = int(loss["num_classes"])
-    if loss.get("temperature") is not None:
-        block["temperature"] = float(loss["temperature"])
+    if loss.get(TEMPERATURE_KEY) is not None:
+        block[TEMPERATURE_KEY] = float(loss[TEMPERATURE_KEY])
     if label_noise:
         block["label_noise"] = {
             "type": label_noise.get("noise_type"),
@@ -308,10 +308,12 @@ def _how_to_read(info: ModelCardInfo, config: LossConfig) -> str:
         "`hf_squareloss.pipeline_kwargs(model)` gives these pipeline arguments for any model trained with "
         "hf-squareloss, and `hf_squareloss.logits_to_scores(logits, model)` the numbers to read from its logits."
     )
-    if info.loss.get("temperature") is not None:
+    if info.loss.get(TEMPERATURE_KEY) is not None:
         lines.append(
-            f"Calibration: a temperature T = {float(info.loss['temperature']):.4g} was fitted after training; it "
-            'is stored in the model config (`config.hf_squareloss["temperature"]`).'
+            f"**Calibrated**: a temperature T = {float(info.loss[TEMPERATURE_KEY]):.4g} was fitted after training "
+            f'and is stored in the model config (`config.hf_squareloss["{TEMPERATURE_KEY}"]`). A pipeline cannot '
+            "apply it: `hf_squareloss.pipeline_scores(classify, inputs)` and "
+            "`hf_squareloss.logits_to_scores(logits, model)` return the calibrated class probabilities."
         )
     return "\n\n".join(lines)
 
