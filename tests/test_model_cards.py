@@ -263,7 +263,17 @@ def _mnli_sweep(root: Path) -> Path:
                     "loss_description": LossConfig.from_dict(record).describe(),
                     "label_noise": None,
                     "seed": seed,
-                    "eval_metrics": {"eval_accuracy": matched, "eval_accuracy_mm": mismatched},
+                    "eval_metrics": {
+                        "eval_accuracy": matched,
+                        "eval_accuracy_mm": mismatched,
+                        "eval_ece": 0.02 + seed / 100,
+                        "eval_ece_uncalibrated": 0.1,
+                        "eval_nll": 0.6,
+                        "eval_nll_uncalibrated": 0.7,
+                        "eval_brier": 0.3,
+                        "eval_brier_uncalibrated": 0.35,
+                    },
+                    "calibration": {"temperature": 1.5 + seed},
                     "model_epoch": 2.0,
                     "epochs_trained": 3.0,
                     "num_train_examples": 100,
@@ -285,6 +295,7 @@ def test_sweep_card_metrics_and_numbers_are_the_reports(tmp_path: Path) -> None:
     text = render_sweep_card(root, base_model="org/base")
     assert _headings(text) == _headings(report)
     assert any("accuracy mm" in h for h in _headings(text))  # MNLI mismatched reaches the card
+    assert "## Calibration" in report and "## Calibration" in text  # the report's calibration table too
     # every table row of the report is in the card, and the means are those of the seeds
     rows = [line for line in report.splitlines() if line.startswith("|")]
     assert rows and all(line in text.splitlines() for line in rows)
