@@ -1,10 +1,14 @@
 """Synthetic label noise for robustness experiments (the TCE paper's protocol).
 
 * ``symmetric``: each label, with probability ``rate``, is replaced by a *different* class chosen uniformly;
-* ``pair``: each label, with probability ``rate``, becomes the next class, ``i -> (i + 1) mod C``.
+* ``pair``: each label, with probability ``rate``, becomes the next class, ``i -> (i + 1) mod C``;
+* ``uniform`` (the TCE paper's): each label, with probability ``rate``, is replaced by a class drawn uniformly
+  from all ``C`` classes, *possibly the same one*. A label therefore changes with probability
+  ``rate * (C - 1) / C`` (0.72 at ``rate=0.8`` with 10 classes): the report's ``realised_rate`` counts changed
+  labels, ``num_replaced`` the labels that were redrawn, ``expected_flip_rate`` is ``rate * (C - 1) / C``.
 
-With ``exact=True`` exactly ``round(rate * n)`` labels are flipped (chosen uniformly without replacement) instead
-of flipping each independently. The noise has its own seed, independent of the model's. Only the data you pass is
+With ``exact=True`` exactly ``round(rate * n)`` labels are corrupted (chosen uniformly without replacement) instead
+of corrupting each independently (for ``uniform``: redrawn, of which about ``1/C`` keep their class). The noise has its own seed, independent of the model's. Only the data you pass is
 touched: corrupt the training split, never the evaluation one.
 """
 
@@ -17,7 +21,7 @@ import numpy as np
 
 __all__ = ["NOISE_TYPES", "LabelNoise", "add_label_noise", "corrupt_labels"]
 
-NOISE_TYPES = ("symmetric", "pair")
+NOISE_TYPES = ("symmetric", "pair", "uniform")
 
 
 @dataclass
@@ -31,6 +35,13 @@ class LabelNoise:
     num_examples: int
     num_classes: int
     flipped_indices: list[int] = field(default_factory=list)
+    """Examples whose label changed."""
+    num_replaced: int | None = None
+    """Examples whose label was corrupted (redrawn for ``uniform``; equal to the flipped ones otherwise)."""
+
+    def __post_init__(self) -> None:
+        if self.num_replaced is None:
+            self.num_replaced = len(self.flipped_indices)
 
     @property
     def num_flipped(self) -> int:
@@ -38,12 +49,21 @@ class LabelNoise:
 
     @property
     def realised_rate(self) -> float:
+        """Fraction of the labels that changed."""
         return self.num_flipped / self.num_examples if self.num_examples else 0.0
+
+    @property
+    def expected_flip_rate(self) -> float:
+        """Probability that a label changes: ``rate``, or ``rate * (C - 1) / C`` for ``uniform``."""
+        if self.noise_type == "uniform":
+            return self.rate * (self.num_classes - 1) / self.num_classes
+        return self.rate
 
     def to_dict(self, with_indices: bool = True) -> dict[str, Any]:
         out = asdict(self)
         out["num_flipped"] = self.num_flipped
         out["realised_rate"] = self.realised_rate
+        out["expected_flip_rate"] = self.expected_flip_rate
         if not with_indices:
             out.pop("flipped_indices")
         return out
@@ -74,7 +94,8 @@ def corrupt_labels(
 ) -> tuple[np.ndarray, LabelNoise]:
     """Return ``(noisy_labels, report)``; ``labels`` is not modified.
 
-    Labels must be integers in ``[0, num_classes)``; flipped labels always differ from the original.
+    Labels must be integers in ``[0, num_classes)``. ``symmetric`` and ``pair`` change every corrupted label;
+    ``uniform`` redraws it from all classes (see the module docstring).
     """
     rate = _check(rate, noise_type, num_classes)
     clean = np.asarray(labels)
@@ -94,9 +115,14 @@ def corrupt_labels(
     if noise_type == "symmetric":
         # uniform over the C-1 other classes: shift by 1..C-1
         noisy[chosen] = (clean[chosen] + rng.integers(1, num_classes, size=chosen.size)) % num_classes
+    elif noise_type == "uniform":
+        noisy[chosen] = rng.integers(0, num_classes, size=chosen.size)
     else:
         noisy[chosen] = (clean[chosen] + 1) % num_classes
-    report = LabelNoise(noise_type, rate, exact, int(seed), n, int(num_classes), chosen.tolist())
+    flipped = chosen[noisy[chosen] != clean[chosen]]
+    report = LabelNoise(
+        noise_type, rate, exact, int(seed), n, int(num_classes), flipped.tolist(), int(chosen.size)
+    )
     return noisy, report
 
 

@@ -121,7 +121,8 @@ class LabelNoiseArguments:
         default="symmetric",
         metadata={
             "help": "'symmetric': a corrupted label becomes another class chosen uniformly; 'pair': class i "
-            "becomes class (i + 1) mod C.",
+            "becomes class (i + 1) mod C; 'uniform' (the TCE paper's): a corrupted label is redrawn from all C "
+            "classes, possibly the same one, so that a label changes with probability ETA * (C - 1) / C.",
             "choices": list(NOISE_TYPES),
         },
     )
