@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..glue.outputs import SUMMARY_FILE, read_json
-from ..glue.tasks import get_task
 from ..registry import loss_types
-from .grid import REFERENCE_LOSS
+from .grid import REFERENCE_LOSS, reference_protocol
+from .tasks import main_metric, metric_names
 
 __all__ = [
     "CALIBRATION_COLUMNS",
@@ -63,19 +63,6 @@ EXTRA_COLUMNS = (
 )
 
 
-def metric_names(task: str) -> list[str]:
-    """The GLUE metrics of ``task`` (MNLI adds its mismatched accuracy as ``accuracy_mm``)."""
-    t = get_task(task)
-    names = list(t.metrics)
-    if len(t.eval_splits) > 1:
-        names += [f"{m}_mm" for m in t.metrics]
-    return names
-
-
-def main_metric(task: str) -> str:
-    return get_task(task).main_metric
-
-
 def calibration_values(summary: Mapping[str, Any]) -> dict[str, float | None]:
     """The :data:`CALIBRATION_COLUMNS` of a run summary (``None`` where the run did not compute them)."""
     evals = summary.get("eval_metrics") or {}
@@ -104,8 +91,9 @@ def _row(summary: Mapping[str, Any], run_dir: str) -> dict[str, Any]:
         "realised_noise_rate": float(noise.get("realised_rate", 0.0)),
         "seed": int(summary["seed"]),
     }
+    tests = summary.get("test_metrics") or {}
     for name in metric_names(summary["task"]):
-        value = evals.get(f"eval_{name}")
+        value = tests.get(name) if name.startswith("test_") else evals.get(f"eval_{name}")
         row[name] = float(value) if value is not None else None
     row.update(calibration_values(summary))
     row.update(
@@ -149,13 +137,13 @@ def _stats(values: Sequence[float]) -> dict[str, Any]:
 
 
 def _reference_rows(
-    rows: Iterable[Mapping[str, Any]], task: str, noise_rate: float
+    rows: Iterable[Mapping[str, Any]], task: str, noise_rate: float, protocol: str = "early_stopping"
 ) -> dict[int, Mapping[str, Any]]:
     return {
         r["seed"]: r
         for r in rows
         if r["task"] == task
-        and r["protocol"] == "early_stopping"
+        and r["protocol"] == reference_protocol(protocol)
         and r["loss_type"] == REFERENCE_LOSS
         and r["noise_rate"] == noise_rate
     }
@@ -169,7 +157,7 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (task, protocol, loss_type, noise_rate), members in sorted(cells.items()):
         members = sorted(members, key=lambda r: r["seed"])
-        reference = _reference_rows(rows, task, noise_rate)
+        reference = _reference_rows(rows, task, noise_rate, protocol)
         cell: dict[str, Any] = {
             "task": task,
             "protocol": protocol,
@@ -195,7 +183,7 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             values = [r.get(name) for r in members]
             entry = {**_stats(values), "per_seed": dict(zip(cell["seeds"], values, strict=True))}
             ref_values = [r.get(name) for r in reference.values()]
-            is_reference = protocol == "early_stopping" and loss_type == REFERENCE_LOSS
+            is_reference = protocol == reference_protocol(protocol) and loss_type == REFERENCE_LOSS
             if reference and not is_reference:
                 ref = _stats(ref_values)
                 paired = [

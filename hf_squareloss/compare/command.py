@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..noise import NOISE_TYPES
 from ..registry import loss_types
 from .grid import SWEEP_PROTOCOLS, SweepSpec, accelerate_form, parse_per_task, single_process_form
 
@@ -36,14 +37,26 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument(
         "--output_dir", "--output-dir", required=True, help="sweep folder (one sub-folder per run)"
     )
-    p.add_argument("--model_name_or_path", "--model-name-or-path", required=True, help="model to fine-tune")
+    p.add_argument(
+        "--model_name_or_path",
+        "--model-name-or-path",
+        required=True,
+        help="model to fine-tune; for image tasks also resnet20/resnet32/resnet56 (a CIFAR ResNet from scratch)",
+    )
     p.add_argument(
         "--base_model_id",
         "--base-model-id",
         default=None,
         help="Hub id of that model, for the model cards, when --model_name_or_path is a local folder",
     )
-    p.add_argument("--tasks", nargs="+", required=True, metavar="TASK", help="GLUE tasks, e.g. mrpc sst2")
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        required=True,
+        metavar="TASK",
+        help="GLUE tasks (mrpc sst2...) and image tasks vision:<name> (vision:cifar10; with --data_root, the "
+        "image folders <data_root>/<name>/train, validation, test)",
+    )
     p.add_argument(
         "--losses",
         nargs="+",
@@ -65,7 +78,7 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         "--noise_type",
         "--noise-type",
         default="symmetric",
-        choices=["symmetric", "pair"],
+        choices=list(NOISE_TYPES),
         help="label-noise type of every run (default: %(default)s)",
     )
     p.add_argument(
@@ -73,8 +86,9 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         nargs="+",
         default=["early_stopping"],
         choices=list(SWEEP_PROTOCOLS),
-        help="early_stopping, and same_epochs (each non-ce loss for the epochs of the ce run with the same "
-        "noise and seed) (default: %(default)s)",
+        help="early_stopping, same_epochs (each non-ce loss for the epochs of the ce run with the same "
+        "noise and seed), tce_paper (image tasks: the TCE paper's schedule, model of the best validation epoch) "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--early_stopping_patience",
@@ -88,7 +102,8 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         "--data_root",
         "--data-root",
         default=None,
-        help="folder with GLUE's task folders (MRPC/, SST-2/...) in the original TSV layout; default: the Hub",
+        help="folder with GLUE's task folders (MRPC/, SST-2/...) in the original TSV layout, and the image "
+        "tasks' folders (<name>/train...); default: the Hub",
     )
     p.add_argument(
         "--max_train_samples",
@@ -151,10 +166,14 @@ def _spec(ns: argparse.Namespace) -> SweepSpec:
 def _check_recipe_args(spec: SweepSpec, root: Path) -> None:
     """Parse the arguments of the first run of each protocol with the recipe's parser, so that a typo or an
     inconsistent setting fails before any run."""
-    from ..glue.run import parse_args
+    from .tasks import is_vision
 
-    firsts = {run.protocol: run for run in reversed(spec.runs())}
+    firsts = {(run.protocol, is_vision(run.task)): run for run in reversed(spec.runs())}
     for run in firsts.values():
+        if is_vision(run.task):
+            from ..vision.run import parse_args
+        else:
+            from ..glue.run import parse_args
         try:
             parse_args(spec.recipe_argv(run, root))
         except SystemExit as err:  # argparse has printed why
@@ -180,7 +199,10 @@ def run_compare(ns: argparse.Namespace) -> int:
     if ns.dry_run:
         for run in spec.runs():
             argv = spec.recipe_argv(run, root)
-            print(f"# {run.label}\n{shlex.join(single_process_form(argv))}\n# {accelerate_form(argv)}")
+            print(
+                f"# {run.label}\n{shlex.join(single_process_form(argv, run.module))}\n"
+                f"# {accelerate_form(argv, module=run.module)}"
+            )
         print(f"# {len(spec.runs())} runs")
         return 0
     command = shlex.join(["hf-squareloss", *sys.argv[1:]]) if sys.argv[1:2] == ["compare"] else ""

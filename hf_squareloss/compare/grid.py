@@ -13,9 +13,10 @@ Folder layout of a sweep (``root`` is ``hf-squareloss compare --output_dir``)::
           sweep_run.json       the command the sweep gave this run
           run.log              the run's full output
 
-``<eta>`` is the noise rate as ``0``, ``0.2``, ``0.4``...; ``<protocol>`` is ``early_stopping`` or
-``same_epochs``. A ``same_epochs`` run of loss L takes as reference the ``early_stopping`` run of ``ce`` in the
-same task, noise rate and seed.
+``<eta>`` is the noise rate as ``0``, ``0.2``, ``0.4``...; ``<protocol>`` is ``early_stopping``, ``same_epochs``
+or (image tasks) ``tce_paper``. A ``same_epochs`` run of loss L takes as reference the ``early_stopping`` run of
+``ce`` in the same task, noise rate and seed. An image task ``vision:<name>`` lives in the folder
+``vision-<name>`` and runs the image-classification recipe (see :mod:`.tasks`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..glue.tasks import get_task
 from ..registry import get_loss_spec
+from .tasks import GLUE_RECIPE, canonical_task, is_vision, recipe_module
 
 __all__ = [
     "CONTROLLED_FLAGS",
@@ -39,9 +40,16 @@ __all__ = [
     "parse_per_task",
 ]
 
-RECIPE_MODULE = "hf_squareloss.glue.run"
-SWEEP_PROTOCOLS = ("early_stopping", "same_epochs")
+RECIPE_MODULE = GLUE_RECIPE
+SWEEP_PROTOCOLS = ("early_stopping", "same_epochs", "tce_paper")
+VISION_ONLY_PROTOCOLS = ("tce_paper",)
 REFERENCE_LOSS = "ce"
+
+
+def reference_protocol(protocol: str) -> str:
+    """The protocol of the ``ce`` runs that cells of ``protocol`` are compared with."""
+    return "early_stopping" if protocol == "same_epochs" else protocol
+
 
 # flags the sweep sets for every run; passing them as shared recipe arguments would be ambiguous
 CONTROLLED_FLAGS = (
@@ -62,6 +70,14 @@ CONTROLLED_FLAGS = (
     "--max_train_samples",
     "--max_eval_samples",
     "--base_model_id",
+    # image tasks
+    "--model_type",
+    "--dataset_name",
+    "--train_dir",
+    "--validation_dir",
+    "--test_dir",
+    "--do_predict",
+    "--max_predict_samples",
 )
 
 
@@ -82,8 +98,17 @@ class RunSpec:
     @property
     def relpath(self) -> Path:
         return Path(
-            self.task, self.protocol, self.loss_type, _noise_name(self.noise_rate), f"seed{self.seed}"
+            self.task.replace(":", "-"),
+            self.protocol,
+            self.loss_type,
+            _noise_name(self.noise_rate),
+            f"seed{self.seed}",
         )
+
+    @property
+    def module(self) -> str:
+        """The recipe that runs it (``python -m <module>``)."""
+        return recipe_module(self.task)
 
     @property
     def label(self) -> str:
@@ -101,7 +126,7 @@ def parse_per_task(values: Sequence[str] | None, name: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for value in values or ():
         key, sep, number = value.rpartition("=")
-        task = get_task(key).name if sep else "*"
+        task = canonical_task(key) if sep else "*"
         try:
             count = int(number)
         except ValueError:
@@ -135,10 +160,14 @@ class SweepSpec:
     """Hub id of the model fine-tuned, for the model cards (when ``model_name_or_path`` is a local folder)."""
 
     def __post_init__(self) -> None:
-        self.tasks = [get_task(t).name for t in self.tasks]
+        self.tasks = [canonical_task(t) for t in self.tasks]
         for task in self.tasks:
-            if get_task(task).is_regression:
+            if task == "stsb":
                 raise ValueError(f"{task} is a regression task; the comparison covers classification tasks")
+        for protocol in VISION_ONLY_PROTOCOLS:
+            glue = [t for t in self.tasks if not is_vision(t)]
+            if protocol in self.protocols and glue:
+                raise ValueError(f"the {protocol} protocol is for image tasks (vision:<name>), not {glue}")
         for loss in self.losses:
             get_loss_spec(loss)
         unknown = [p for p in self.protocols if p not in SWEEP_PROTOCOLS]
@@ -203,14 +232,30 @@ class SweepSpec:
     def _per_task(self, table: Mapping[str, int], task: str) -> int | None:
         return table.get(task, table.get("*"))
 
+    def _vision_argv(self, task: str) -> list[str]:
+        """Model and data flags of an image task (see :mod:`.tasks`)."""
+        from ..vision import ARCHITECTURES
+
+        name = task.split(":", 1)[1]
+        model = "--model_type" if self.model_name_or_path in ARCHITECTURES else "--model_name_or_path"
+        argv = [model, self.model_name_or_path, "--task_name", task]
+        if self.data_root is None:
+            return [*argv, "--dataset_name", name, "--do_predict"]
+        folder = Path(self.data_root) / name
+        argv += ["--dataset_name", "imagefolder", "--train_dir", str(folder / "train")]
+        for split in ("validation", "test"):
+            if (folder / split).is_dir():
+                argv += [f"--{split}_dir", str(folder / split)]
+        return argv + (["--do_predict"] if (folder / "test").is_dir() else [])
+
     def recipe_argv(self, run: RunSpec, root: Path) -> list[str]:
         """The recipe's arguments for ``run`` inside the sweep folder ``root``."""
-        task = get_task(run.task)
+        if is_vision(run.task):
+            head = self._vision_argv(run.task)
+        else:
+            head = ["--model_name_or_path", self.model_name_or_path, "--task_name", run.task]
         argv = [
-            "--model_name_or_path",
-            self.model_name_or_path,
-            "--task_name",
-            task.name,
+            *head,
             "--output_dir",
             str(root / run.relpath),
             "--do_train",
@@ -235,13 +280,15 @@ class SweepSpec:
             argv += ["--early_stopping_patience", str(self.early_stopping_patience)]
         if self.base_model_id:
             argv += ["--base_model_id", self.base_model_id]
-        if self.data_root is not None:
-            argv += ["--data_dir", str(Path(self.data_root) / task.folder)]
+        if self.data_root is not None and not is_vision(run.task):
+            from ..glue.tasks import get_task
+
+            argv += ["--data_dir", str(Path(self.data_root) / get_task(run.task).folder)]
         for flag, table in (
             ("--max_train_samples", self.max_train_samples),
             ("--max_eval_samples", self.max_eval_samples),
         ):
-            value = self._per_task(table, task.name)
+            value = self._per_task(table, run.task)
             if value is not None:
                 argv += [flag, str(value)]
         # sweep defaults, before the user's shared arguments so that those win
@@ -250,10 +297,12 @@ class SweepSpec:
         return argv + list(self.recipe_args)
 
 
-def single_process_form(argv: Sequence[str]) -> list[str]:
-    return [sys.executable, "-m", RECIPE_MODULE, *argv]
+def single_process_form(argv: Sequence[str], module: str = RECIPE_MODULE) -> list[str]:
+    return [sys.executable, "-m", module, *argv]
 
 
-def accelerate_form(argv: Sequence[str], num_processes: str = "<NUM_GPUS>") -> str:
+def accelerate_form(
+    argv: Sequence[str], num_processes: str = "<NUM_GPUS>", module: str = RECIPE_MODULE
+) -> str:
     """The same run on several GPUs: ``accelerate launch --num_processes N -m hf_squareloss.glue.run ...``."""
-    return shlex.join(["accelerate", "launch", "--num_processes", num_processes, "-m", RECIPE_MODULE, *argv])
+    return shlex.join(["accelerate", "launch", "--num_processes", num_processes, "-m", module, *argv])

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..registry import loss_types
 from .aggregate import main_metric
+from .tasks import history_metric
 
 __all__ = [
     "plot_accuracy_vs_noise",
@@ -28,7 +29,7 @@ __all__ = [
     "write_plots",
 ]
 
-_PROTOCOL = "early_stopping"
+_PROTOCOLS = ("early_stopping", "tce_paper")  # the runs that choose their own epochs
 
 
 def _pyplot():
@@ -52,7 +53,10 @@ def _color(loss: str) -> str:
 
 
 def _label(metric: str) -> str:
-    return metric.replace("_", " ")
+    """``accuracy`` -> ``validation accuracy``; ``test_accuracy`` -> ``test accuracy``."""
+    if metric.startswith("test_"):
+        return metric.replace("_", " ")
+    return "validation " + metric.replace("_", " ")
 
 
 def _grid(plt: Any, nrows: int, ncols: int, width: float = 4.2, height: float = 3.2):
@@ -70,7 +74,7 @@ def _finish(plt: Any, fig: Any, title: str, path: Path) -> Path:
 
 
 def plot_accuracy_vs_noise(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
-    rows = [r for r in rows if r["protocol"] == _PROTOCOL]
+    rows = [r for r in rows if r["protocol"] in _PROTOCOLS]
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     if not tasks:
         return None
@@ -102,7 +106,7 @@ def plot_accuracy_vs_noise(rows: Sequence[Mapping[str, Any]], path: Path) -> Pat
         ax.set_xticks(all_rates, [f"{rate:g}" for rate in all_rates])
         ax.set_title(task)
         ax.set_xlabel("label-noise rate (training labels)")
-        ax.set_ylabel(f"validation {_label(metric)} (%)")
+        ax.set_ylabel(f"{_label(metric)} (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     return _finish(plt, fig, "Validation metric against label noise (mean ± std over seeds)", path)
@@ -124,7 +128,7 @@ def _curve(
 
 
 def plot_learning_curves(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
-    rows = [r for r in rows if r["protocol"] == _PROTOCOL and r.get("history")]
+    rows = [r for r in rows if r["protocol"] in _PROTOCOLS and r.get("history")]
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     rates = sorted({r["noise_rate"] for r in rows})
     if not tasks:
@@ -134,7 +138,7 @@ def plot_learning_curves(rows: Sequence[Mapping[str, Any]], path: Path) -> Path 
 
     fig, axes = _grid(plt, len(tasks), len(rates))
     for i, task in enumerate(tasks):
-        metric = main_metric(task)
+        metric = history_metric(task)
         for j, rate in enumerate(rates):
             ax = axes[i][j]
             for loss in _losses(rows):
@@ -153,14 +157,14 @@ def plot_learning_curves(rows: Sequence[Mapping[str, Any]], path: Path) -> Path 
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
             ax.set_title(f"{task}, label noise {rate:g}")
             ax.set_xlabel("epoch")
-            ax.set_ylabel(f"validation {_label(metric)} (%)")
+            ax.set_ylabel(f"{_label(metric)} (%)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize="small")
     return _finish(plt, fig, "Validation metric after each epoch (mean over seeds, band: ± 1 std)", path)
 
 
 def plot_seed_spread(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
-    rows = [r for r in rows if r["protocol"] == _PROTOCOL]
+    rows = [r for r in rows if r["protocol"] in _PROTOCOLS]
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     rates = sorted({r["noise_rate"] for r in rows})
     if not tasks:
@@ -169,7 +173,7 @@ def plot_seed_spread(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | No
     fig, axes = _grid(plt, len(tasks), len(rates), width=4.0)
     losses = _losses(rows)
     for i, task in enumerate(tasks):
-        metric = main_metric(task)
+        metric = history_metric(task)
         for j, rate in enumerate(rates):
             ax = axes[i][j]
             for k, loss in enumerate(losses):
@@ -190,14 +194,14 @@ def plot_seed_spread(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | No
                 )
             ax.set_xticks(range(len(losses)), losses, rotation=20)
             ax.set_title(f"{task}, label noise {rate:g}")
-            ax.set_ylabel(f"validation {_label(metric)} (%)")
+            ax.set_ylabel(f"{_label(metric)} (%)")
             ax.grid(alpha=0.3, axis="y")
     return _finish(plt, fig, "Spread over seeds: each dot is one seed; black: mean ± std", path)
 
 
 def plot_calibration(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
     """ECE and NLL before (hatched) and after temperature scaling, per loss and noise rate, mean ± std over seeds."""
-    rows = [r for r in rows if r["protocol"] == _PROTOCOL and r.get("ece_before") is not None]
+    rows = [r for r in rows if r["protocol"] in _PROTOCOLS and r.get("ece_before") is not None]
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     if not tasks:
         return None

@@ -13,7 +13,7 @@ from typing import Any
 from ..glue.outputs import DATASET_FILE, RUN_ARGS_FILE, SUMMARY_FILE, read_json, write_json
 from ..registry import loss_types
 from .aggregate import CALIBRATION_COLUMNS, EXTRA_COLUMNS, RUN_COLUMNS, collect_runs, metric_names, summarise
-from .grid import REFERENCE_LOSS, SweepSpec
+from .grid import REFERENCE_LOSS, SweepSpec, reference_protocol
 from .paper import HUI_BELKIN_BERT, HUI_BELKIN_SEEDS
 from .plots import write_plots
 from .runner import STATUS_FILE, SWEEP_FILE
@@ -124,6 +124,9 @@ def _setup_lines(root: Path, rows: Sequence[Mapping[str, Any]]) -> list[str]:
         args = read_json(args_path)
         training, data, protocol = args["training"], args["data"], args["protocol"]
         resolved = protocol.get("resolved", {})
+        if "max_seq_length" not in data:  # an image task
+            lines.append(_image_setup_line(task, first, args, root))
+            continue
         precision = (
             "bf16 mixed precision" if training.get("bf16") else ("fp16" if training.get("fp16") else "fp32")
         )
@@ -141,6 +144,41 @@ def _setup_lines(root: Path, rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _image_setup_line(task: str, first: Mapping[str, Any], args: Mapping[str, Any], root: Path) -> str:
+    training, protocol = args["training"], args["protocol"]
+    resolved = protocol.get("resolved", {})
+    dataset = (
+        read_json(root / first["run_dir"] / DATASET_FILE)
+        if (root / first["run_dir"] / DATASET_FILE).is_file()
+        else {}
+    )
+    images = dataset.get("images", {})
+    splits = dataset.get("splits_used", {})
+    schedule = resolved.get("lr_schedule")
+    decay = (
+        f", x{schedule['decay']:g} at epochs {', '.join(f'{m:g}' for m in schedule['milestones'])}"
+        if schedule
+        else ""
+    )
+    model = args["model"].get("model_type") or Path(str(args["model"].get("model_name_or_path"))).name
+    return (
+        f"- **{task}**: model `{model}`, {splits.get('train', '?'):,} training / {splits.get('validation', '?'):,} "
+        f"validation / {splits.get('test', 0):,} test images of {'x'.join(map(str, images.get('size') or []))} "
+        f"pixels ({images.get('channels')} channel(s), augmentation {images.get('augmentation')}, normalised with "
+        f"the {images.get('normalisation_from')}'s statistics), protocol {resolved.get('name')}: "
+        f"{training['num_train_epochs']:g} epochs, {training['optim']} ({training.get('optim_args') or 'defaults'}), "
+        f"learning rate {training['learning_rate']:g}{decay}, batch {resolved.get('batch_size', training['per_device_train_batch_size'])}, "
+        f"weight decay {training['weight_decay']:g}; the model kept is the epoch with the best validation "
+        f"{resolved.get('metric_for_best_model')}." + _majority(root / first["run_dir"] / DATASET_FILE)
+    )
+
+
+def _metric_title(metric: str) -> str:
+    if metric.startswith("test_"):
+        return f"{metric.replace('_', ' ')} of the model kept on validation"
+    return f"validation {metric.replace('_', ' ')}"
+
+
 def task_tables(summary: Sequence[Mapping[str, Any]], task: str, protocol: str) -> list[str]:
     cells = [c for c in summary if c["task"] == task and c["protocol"] == protocol]
     if not cells:
@@ -152,9 +190,9 @@ def task_tables(summary: Sequence[Mapping[str, Any]], task: str, protocol: str) 
     for metric in metric_names(task):
         n_seeds = max(c["n_seeds"] for c in cells)
         out += [
-            f"**{task}, {protocol.replace('_', ' ')}: validation {metric.replace('_', ' ')} (%)**, mean ± std over "
+            f"**{task}, {protocol.replace('_', ' ')}: {_metric_title(metric)} (%)**, mean ± std over "
             f"{n_seeds} seed{'s' if n_seeds != 1 else ''}; Δ: difference to cross-entropy (`{REFERENCE_LOSS}`, "
-            "early stopping) with the standard deviation of the per-seed differences",
+            f"{reference_protocol(protocol).replace('_', ' ')}) with the standard deviation of the per-seed differences",
             "",
             "| loss | " + " | ".join(f"noise {r:g} | Δ vs ce" for r in rates) + " |",
             "|---|" + "---|---|" * len(rates),

@@ -131,7 +131,12 @@ def write_commands(root: Path, spec: SweepSpec) -> Path:
     ]
     for run in spec.runs():
         argv = spec.recipe_argv(run, root)
-        lines += ["", f"# {run.label}", shlex.join(single_process_form(argv)), f"# {accelerate_form(argv)}"]
+        lines += [
+            "",
+            f"# {run.label}",
+            shlex.join(single_process_form(argv, run.module)),
+            f"# {accelerate_form(argv, module=run.module)}",
+        ]
     path = root / "commands.sh"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -171,10 +176,10 @@ class _Status:
         write_json(self.path, self.data)
 
 
-def _launcher_argv(launcher: str | None, argv: Sequence[str]) -> list[str]:
+def _launcher_argv(launcher: str | None, argv: Sequence[str], module: str = RECIPE_MODULE) -> list[str]:
     if not launcher:
-        return single_process_form(argv)
-    return [*shlex.split(launcher), "-m", RECIPE_MODULE, *argv]
+        return single_process_form(argv, module)
+    return [*shlex.split(launcher), "-m", module, *argv]
 
 
 def _execute(
@@ -250,7 +255,7 @@ def _run_one(
     echo(f"{tag}: {'starting again' if resumed else 'starting'} (log: {run_dir / LOG_FILE})")
     t0 = time.perf_counter()
     code = _execute(
-        _launcher_argv(launcher, argv), run_dir / LOG_FILE, lambda s: echo(f"  {s}"), verbose, env
+        _launcher_argv(launcher, argv, run.module), run_dir / LOG_FILE, lambda s: echo(f"  {s}"), verbose, env
     )
     seconds = round(time.perf_counter() - t0, 1)
     if code == 0 and is_finished(run_dir):
@@ -303,7 +308,7 @@ def run_sweep(
                 f"Per-run commands and their `accelerate launch` forms: {root / 'commands.sh'}"
             )
             if planned:
-                echo(f"  e.g. on several GPUs: {accelerate_form(planned[0][1])}")
+                echo(f"  e.g. on several GPUs: {accelerate_form(planned[0][1], module=planned[0][0].module)}")
             for i, (run, argv) in enumerate(planned, start=1):
                 tag = f"[{i}/{len(runs)}] {run.label}"
                 if is_finished(root / run.relpath):

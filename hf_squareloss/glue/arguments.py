@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..noise import NOISE_TYPES
 from .data import HUB_DATASET
@@ -198,9 +199,12 @@ class ProtocolArguments:
         },
     )
 
+    known_protocols: ClassVar[tuple[str, ...]] = PROTOCOLS
+    """The protocols a recipe offers (a subclass adds its own)."""
+
     def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"--protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.protocol not in self.known_protocols:
+            raise ValueError(f"--protocol must be one of {self.known_protocols}, got {self.protocol!r}")
         if self.reference_epochs not in ("best", "trained"):
             raise ValueError(f"--reference_epochs must be 'best' or 'trained', got {self.reference_epochs!r}")
         if self.protocol == "same_epochs" and not self.reference_run:

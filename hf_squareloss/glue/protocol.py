@@ -35,7 +35,19 @@ logger = logging.getLogger(__name__)
 
 # settings that define the training data: a same_epochs reference must share them
 _DATA_KEYS = {
-    "data": ("task_name", "dataset_name", "data_dir", "max_train_samples", "max_seq_length"),
+    "data": (
+        "task_name",
+        "dataset_name",
+        "data_dir",
+        "max_train_samples",
+        "max_seq_length",
+        # image recipe (absent from GLUE runs, hence equal there)
+        "dataset_config_name",
+        "train_dir",
+        "validation_size",
+        "validation_split_seed",
+        "image_size",
+    ),
     "label_noise": ("label_noise", "label_noise_type", "label_noise_exact", "noise_seed"),
 }
 # optimisation settings the protocol expects to be shared; a difference is reported, not refused

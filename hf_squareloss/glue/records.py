@@ -99,15 +99,18 @@ def run_args_record(
     }
 
 
-def check_resumable(output_dir: Path, new_args: dict[str, Any]) -> None:
-    """Refuse to continue an interrupted run in ``output_dir`` with different settings."""
+def check_resumable(
+    output_dir: Path, new_args: dict[str, Any], resume_keys: dict[str, tuple[str, ...]] | None = None
+) -> None:
+    """Refuse to continue an interrupted run in ``output_dir`` with different settings (``resume_keys``: the
+    settings per section of ``run_args.json`` that must match; default: the GLUE recipe's)."""
     path = output_dir / RUN_ARGS_FILE
     if not path.is_file():
         return
     old = read_json(path)
     changed = [
         f"{section}.{key}: {old.get(section, {}).get(key)!r} -> {new_args[section].get(key)!r}"
-        for section, keys in _RESUME_KEYS.items()
+        for section, keys in (resume_keys or _RESUME_KEYS).items()
         for key in keys
         if old.get(section, {}).get(key) != new_args[section].get(key)
     ]

@@ -21,6 +21,10 @@ Reference: K. He, X. Zhang, S. Ren, J. Sun, "Deep Residual Learning for Image Re
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -76,9 +80,13 @@ class CifarResNetConfig(PreTrainedConfig):
             raise ValueError(f"widths must be three positive numbers of filters, got {widths!r}")
         if self.shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {self.shortcut!r}")
-        if self.shortcut == "zero_pad" and any(b < a for a, b in zip(widths, widths[1:], strict=False)):
+        if self.shortcut == "zero_pad" and any(b < a for a, b in itertools.pairwise(widths)):
             raise ValueError(f"zero_pad shortcuts need non-decreasing widths, got {widths}; use 'projection'")
-        if isinstance(self.num_channels, bool) or not isinstance(self.num_channels, int) or self.num_channels < 1:
+        if (
+            isinstance(self.num_channels, bool)
+            or not isinstance(self.num_channels, int)
+            or self.num_channels < 1
+        ):
             raise ValueError(f"num_channels must be a positive integer, got {self.num_channels!r}")
         self.widths = widths
         super().__post_init__(**kwargs)
@@ -141,7 +149,7 @@ class CifarResNetPreTrainedModel(PreTrainedModel):
     config_class = CifarResNetConfig
     base_model_prefix = "resnet"
     main_input_name = "pixel_values"
-    _no_split_modules = ["_BasicBlock"]
+    _no_split_modules: ClassVar[list[str]] = ["_BasicBlock"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -241,7 +249,7 @@ class CifarResNetForImageClassification(CifarResNetPreTrainedModel):
             loss = F.cross_entropy(logits, labels.to(logits.device))
         if not return_dict:
             out = (logits,) + ((outputs.hidden_states,) if outputs.hidden_states is not None else ())
-            return ((loss,) + out) if loss is not None else out
+            return ((loss, *out)) if loss is not None else out
         return ImageClassifierOutputWithNoAttention(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states
         )
@@ -252,15 +260,11 @@ def register_auto_classes() -> None:
     (idempotent)."""
     from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
-    try:
+    with contextlib.suppress(ValueError):  # already registered
         AutoConfig.register(CifarResNetConfig.model_type, CifarResNetConfig)
-    except ValueError:  # already registered
-        pass
     for auto, model in (
         (AutoModel, CifarResNetModel),
         (AutoModelForImageClassification, CifarResNetForImageClassification),
     ):
-        try:
+        with contextlib.suppress(ValueError):
             auto.register(CifarResNetConfig, model)
-        except ValueError:
-            pass
