@@ -187,3 +187,42 @@ def test_add_label_noise_on_a_dataset_keeps_clean_labels_and_features() -> None:
         add_label_noise(noisy_ds, 0.1)
     with pytest.raises(ValueError, match="no label column"):
         add_label_noise(ds, 0.1, label_column="target")
+
+
+# ---- uniform noise (the TCE paper's): redrawn from all classes -------------------------------------------------
+def test_uniform_noise_redraws_from_all_classes_and_flips_eta_c_minus_1_over_c() -> None:
+    num_classes, n, rate = 4, 40_000, 0.6
+    clean = np.full(n, 1)
+    noisy, report = corrupt_labels(clean, num_classes, rate, noise_type="uniform", seed=7)
+    # a redrawn label is any of the 4 classes with probability 1/4, its own included
+    sd_replaced = math.sqrt(n * rate * (1 - rate))
+    assert abs(report.num_replaced - n * rate) < 5 * sd_replaced
+    flip = rate * (num_classes - 1) / num_classes
+    assert report.expected_flip_rate == pytest.approx(0.45)
+    assert abs(int((noisy != clean).sum()) - n * flip) < 5 * math.sqrt(n * flip * (1 - flip))
+    counts = np.bincount(noisy, minlength=num_classes)
+    kept_by_chance = counts[1] - (n - report.num_replaced)  # redrawn labels that fell on the clean class
+    per_class = report.num_replaced / num_classes
+    sd = math.sqrt(report.num_replaced * 0.25 * 0.75)
+    for value in (counts[0], counts[2], counts[3], kept_by_chance):
+        assert abs(value - per_class) < 5 * sd
+    assert np.flatnonzero(noisy != clean).tolist() == report.flipped_indices
+    assert report.realised_rate == pytest.approx(len(report.flipped_indices) / n)
+
+
+def test_uniform_noise_exact_redraws_round_of_rate_times_n() -> None:
+    clean = _labels(1000, 10)
+    noisy, report = corrupt_labels(clean, 10, 0.8, noise_type="uniform", seed=1, exact=True)
+    assert report.num_replaced == 800
+    assert report.num_flipped == int((noisy != clean).sum()) < 800
+    data = report.to_dict(with_indices=False)
+    assert data["num_replaced"] == 800 and data["expected_flip_rate"] == pytest.approx(0.72)
+    again, _ = corrupt_labels(clean, 10, 0.8, noise_type="uniform", seed=1, exact=True)
+    assert np.array_equal(again, noisy)
+
+
+def test_symmetric_and_pair_replace_exactly_what_they_flip() -> None:
+    clean = _labels(500, 3)
+    for noise_type in ("symmetric", "pair"):
+        _, report = corrupt_labels(clean, 3, 0.3, noise_type=noise_type, seed=2)
+        assert report.num_replaced == report.num_flipped and report.expected_flip_rate == 0.3

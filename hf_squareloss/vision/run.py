@@ -448,7 +448,8 @@ def _run_locked(
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
         history = eval_history(trainer.state.log_history)
-    trainer.remove_callback(progress)
+    for callback in (*setup.callbacks, progress):  # the final evaluations are not part of training
+        trainer.remove_callback(callback)
 
     # ---- evaluate (validation) and predict (test) with the kept model -----------------------------------------
     eval_metrics: dict[str, Any] = {}

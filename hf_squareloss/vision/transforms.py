@@ -30,7 +30,7 @@ def to_tensor(image: Any, channels: int) -> Tensor:
     colour is converted to grey (ITU-R 601 luma, PIL's) for 1 channel."""
     if hasattr(image, "convert"):
         image = image.convert("L" if channels == 1 else "RGB")
-    array = np.asarray(image, dtype=np.uint8)
+    array = np.array(image, dtype=np.uint8)  # a writable copy
     if array.ndim == 2:
         array = array[:, :, None]
     if array.shape[2] != channels:
