@@ -15,7 +15,7 @@ __all__ = ["card_text", "folder_kind", "write_card"]
 
 
 def folder_kind(folder: str | os.PathLike) -> str:
-    """``"glue_run"``, ``"asr_run"`` or ``"sweep"``; ``ValueError`` for any other folder."""
+    """``"glue_run"``, ``"image_run"``, ``"asr_run"`` or ``"sweep"``; ``ValueError`` for any other folder."""
     from .compare.card import is_sweep_folder
     from .glue.outputs import SUMMARY_FILE
     from .speechbrain.card import is_asr_run
@@ -23,6 +23,10 @@ def folder_kind(folder: str | os.PathLike) -> str:
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder")
+    from .vision.card import is_image_run
+
+    if is_image_run(folder):
+        return "image_run"
     if (folder / SUMMARY_FILE).is_file():
         return "glue_run"
     if is_asr_run(folder):
@@ -44,6 +48,10 @@ def card_text(folder: str | os.PathLike, *, base_model: str | None = None) -> st
         from .glue.card import card_info_from_run
 
         return render_model_card(card_info_from_run(folder, base_model=base_model))
+    if kind == "image_run":
+        from .vision.card import image_card_info
+
+        return render_model_card(image_card_info(folder, base_model=base_model))
     if kind == "asr_run":
         from .speechbrain.card import card_info_from_asr_run
 

@@ -79,6 +79,11 @@ def test_every_loss_end_to_end(digits, tmp_path: Path, loss_type: str) -> None:
         "test_results.json",
     ):
         assert (out / name).is_file(), name
+    card = (out / "README.md").read_text()  # the model card, with both splits' accuracy in its model-index
+    assert (
+        "pipeline_tag: image-classification" in card and "split: test" in card and "split: validation" in card
+    )
+    assert f"value: {results['test_accuracy']}" in card and f"loss_type = {loss_type}" in card
 
 
 def test_test_accuracy_and_normalisation_are_what_the_saved_model_gives(digits, tmp_path: Path) -> None:

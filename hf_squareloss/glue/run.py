@@ -151,7 +151,9 @@ def _calibrate(trainer: Any, dataset: Any, metrics: EvalMetrics) -> dict[str, An
     return {**fit.to_dict(), "fitted_on": "validation"}
 
 
-def _after_run(training_args: SquareLossTrainingArguments, output_dir: Path, push: bool) -> str | None:
+def _after_run(
+    training_args: SquareLossTrainingArguments, output_dir: Path, push: bool, write_card: Any = None
+) -> str | None:
     """Once every file of the run is in ``output_dir``: write its model card, then push the folder when asked.
 
     Runs on the main process only. The push is done here, once, with our card, rather than by the Trainer during
@@ -162,7 +164,7 @@ def _after_run(training_args: SquareLossTrainingArguments, output_dir: Path, pus
     from .card import write_run_card
 
     try:
-        card = write_run_card(output_dir)
+        card = (write_card or write_run_card)(output_dir)
         print(f"{PROGRESS_PREFIX} model card: {card}", flush=True)
     except (OSError, ValueError) as err:
         message = f"the model card of {output_dir} could not be written: {err}"

@@ -209,8 +209,9 @@ def run(
                 model_args, data_args, noise_args, protocol_args, training_args, setup, argv
             )
         from ..glue.run import _after_run
+        from .card import write_image_run_card
 
-        error = _after_run(training_args, output_dir, push)
+        error = _after_run(training_args, output_dir, push, write_image_run_card)
         return summary if error is None else {**summary, "push_error": error}
     return _run_locked(model_args, data_args, noise_args, protocol_args, training_args, setup, argv)
 
