@@ -1,4 +1,5 @@
-"""hf-squareloss: train Hugging Face classifiers with the rescaled square loss or the Tamed Cross Entropy."""
+"""hf-squareloss: train Hugging Face classifiers with the rescaled square loss, the Tamed Cross Entropy, and the
+losses people compare them with (squentropy, GCE, SCE, NCE+RCE, focal)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,21 @@ from .calibration import calibration_metrics, fit_temperature
 from .citations import BIBTEX, bibtex
 from .functional import cross_entropy, softmax_mae, softmax_mse, square_loss, tame, tamed_cross_entropy
 from .linear import linear_cross_entropy, linear_square_loss, linear_tamed_cross_entropy
-from .modules import CrossEntropyLoss, SoftmaxMAELoss, SoftmaxMSELoss, SquareLoss, TamedCrossEntropyLoss
+from .losses import focal_loss, generalized_cross_entropy, nce_rce, squentropy, symmetric_cross_entropy
+from .modules import (
+    CrossEntropyLoss,
+    FocalLoss,
+    GeneralizedCrossEntropyLoss,
+    NCERCELoss,
+    SoftmaxMAELoss,
+    SoftmaxMSELoss,
+    SquareLoss,
+    SquentropyLoss,
+    SymmetricCrossEntropyLoss,
+    TamedCrossEntropyLoss,
+)
 from .presets import SQUARE_LOSS_PRESETS, SquareLossParams, square_loss_preset
-from .registry import LOSSES, LossConfig, LossSpec, get_loss_spec, loss_types
+from .registry import LOSSES, LossConfig, LossParam, LossSpec, get_loss_spec, loss_types, register_loss
 from .scores import (
     logits_to_scores,
     loss_config_of,
@@ -50,15 +63,21 @@ __all__ = [
     "LOSSES",
     "SQUARE_LOSS_PRESETS",
     "CrossEntropyLoss",
+    "FocalLoss",
+    "GeneralizedCrossEntropyLoss",
     "LossConfig",
     "LossFunction",
+    "LossParam",
     "LossSpec",
+    "NCERCELoss",
     "SoftmaxMAELoss",
     "SoftmaxMSELoss",
     "SquareLoss",
     "SquareLossParams",
     "SquareLossTrainer",
     "SquareLossTrainingArguments",
+    "SquentropyLoss",
+    "SymmetricCrossEntropyLoss",
     "TamedCrossEntropyLoss",
     "__version__",
     "attach_model_card",
@@ -66,6 +85,8 @@ __all__ = [
     "calibration_metrics",
     "cross_entropy",
     "fit_temperature",
+    "focal_loss",
+    "generalized_cross_entropy",
     "get_loss_spec",
     "linear_cross_entropy",
     "linear_square_loss",
@@ -74,14 +95,18 @@ __all__ = [
     "loss_config_of",
     "loss_types",
     "make_compute_loss_func",
+    "nce_rce",
     "pipeline_kwargs",
     "pipeline_scores",
+    "register_loss",
     "served_log_probs",
     "set_temperature",
     "softmax_mae",
     "softmax_mse",
     "square_loss",
     "square_loss_preset",
+    "squentropy",
+    "symmetric_cross_entropy",
     "tame",
     "tamed_cross_entropy",
     "temperature_of",

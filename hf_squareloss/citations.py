@@ -25,6 +25,53 @@ BIBTEX: dict[str, str] = {
   eprint    = {1810.05075},
   archivePrefix = {arXiv}
 }""",
+    "hui2023cut": """@inproceedings{hui2023cut,
+  title     = {Cut your Losses with Squentropy},
+  author    = {Hui, Like and Belkin, Mikhail and Wright, Stephen},
+  booktitle = {Proceedings of the 40th International Conference on Machine Learning (ICML)},
+  series    = {Proceedings of Machine Learning Research},
+  volume    = {202},
+  pages     = {14114--14131},
+  year      = {2023},
+  eprint    = {2302.03952},
+  archivePrefix = {arXiv}
+}""",
+    "zhang2018generalized": """@inproceedings{zhang2018generalized,
+  title     = {Generalized Cross Entropy Loss for Training Deep Neural Networks with Noisy Labels},
+  author    = {Zhang, Zhilu and Sabuncu, Mert R.},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  volume    = {31},
+  year      = {2018},
+  eprint    = {1805.07836},
+  archivePrefix = {arXiv}
+}""",
+    "wang2019symmetric": """@inproceedings{wang2019symmetric,
+  title     = {Symmetric Cross Entropy for Robust Learning with Noisy Labels},
+  author    = {Wang, Yisen and Ma, Xingjun and Chen, Zaiyi and Luo, Yuan and Yi, Jinfeng and Bailey, James},
+  booktitle = {IEEE/CVF International Conference on Computer Vision (ICCV)},
+  year      = {2019},
+  eprint    = {1908.06112},
+  archivePrefix = {arXiv}
+}""",
+    "ma2020normalized": """@inproceedings{ma2020normalized,
+  title     = {Normalized Loss Functions for Deep Learning with Noisy Labels},
+  author    = {Ma, Xingjun and Huang, Hanxun and Wang, Yisen and Romano, Simone and Erfani, Sarah and Bailey, James},
+  booktitle = {Proceedings of the 37th International Conference on Machine Learning (ICML)},
+  series    = {Proceedings of Machine Learning Research},
+  volume    = {119},
+  year      = {2020},
+  eprint    = {2006.13554},
+  archivePrefix = {arXiv}
+}""",
+    "lin2017focal": """@inproceedings{lin2017focal,
+  title     = {Focal Loss for Dense Object Detection},
+  author    = {Lin, Tsung-Yi and Goyal, Priya and Girshick, Ross and He, Kaiming and Doll{\\'a}r, Piotr},
+  booktitle = {IEEE International Conference on Computer Vision (ICCV)},
+  pages     = {2980--2988},
+  year      = {2017},
+  eprint    = {1708.02002},
+  archivePrefix = {arXiv}
+}""",
 }
 
 

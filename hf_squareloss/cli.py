@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from .compare.command import add_compare_parser
-from .registry import loss_types
+from .registry import ALL, loss_types, select_losses
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -27,9 +27,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         "--losses",
         nargs="+",
         default=["ce", "square", "tce"],
-        choices=loss_types(),
+        choices=[*loss_types(), ALL],
         metavar="LOSS",
-        help=f"loss types to compare, from {loss_types()} (default: %(default)s)",
+        help=f"loss types to compare, from {loss_types()}, or '{ALL}' for every one (default: %(default)s; "
+        f"'{ALL}' takes about {len(loss_types()) / 3:.0f}x as long)",
     )
     p.add_argument(
         "--noise",
@@ -53,7 +54,7 @@ def _run_demo(ns: argparse.Namespace) -> int:
     from .demo import DemoConfig, run_demo
 
     cfg = DemoConfig(
-        losses=tuple(ns.losses),
+        losses=tuple(select_losses(ns.losses)),
         noise_rates=tuple(ns.noise),
         seeds=tuple(ns.seeds),
         epochs=ns.epochs,

@@ -60,6 +60,40 @@ def check_alpha(alpha: float) -> float:
     return alpha
 
 
+def _as_finite(name: str, value: float, expected: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {expected}, got {value!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number {expected.removeprefix('a number ')}, got {value!r}")
+    return value
+
+
+def check_nonnegative(name: str, value: float) -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` if it is not a finite number >= 0."""
+    value = _as_finite(name, value, "a number >= 0")
+    if value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def check_unit_interval(name: str, value: float) -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` if it is not in ``(0, 1]``."""
+    value = _as_finite(name, value, "a number in (0, 1]")
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be a finite number in (0, 1], got {value!r}")
+    return value
+
+
+def check_negative(name: str, value: float) -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` if it is not a finite number < 0."""
+    value = _as_finite(name, value, "a number < 0")
+    if value >= 0:
+        raise ValueError(f"{name} must be a finite number < 0, got {value!r}")
+    return value
+
+
 def check_label_smoothing(label_smoothing: float) -> float:
     try:
         label_smoothing = float(label_smoothing)

@@ -380,7 +380,7 @@ def render_model_card(info: ModelCardInfo) -> str:
         parts.append(info.base_model_note + "\n")
 
     params = ", ".join(f"{k} = {fmt(v)}" for k, v in config.params.items()) or "none"
-    source = info.loss.get("source", "user")
+    source = info.loss.get("sources") or info.loss.get("source", "user")  # per parameter when recorded
     source_text = (
         ", ".join(f"{k}: {v}" for k, v in source.items()) if isinstance(source, Mapping) else str(source)
     )

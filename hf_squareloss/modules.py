@@ -5,8 +5,22 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from . import functional as L
+from .losses import focal_loss, generalized_cross_entropy, nce_rce, squentropy, symmetric_cross_entropy
+from .losses.gce import DEFAULT_GCE_Q
+from .losses.sce import DEFAULT_RCE_A, check_weights
 
-__all__ = ["CrossEntropyLoss", "SoftmaxMAELoss", "SoftmaxMSELoss", "SquareLoss", "TamedCrossEntropyLoss"]
+__all__ = [
+    "CrossEntropyLoss",
+    "FocalLoss",
+    "GeneralizedCrossEntropyLoss",
+    "NCERCELoss",
+    "SoftmaxMAELoss",
+    "SoftmaxMSELoss",
+    "SquareLoss",
+    "SquentropyLoss",
+    "SymmetricCrossEntropyLoss",
+    "TamedCrossEntropyLoss",
+]
 
 
 class _ClassificationLoss(nn.Module):
@@ -84,3 +98,100 @@ class SoftmaxMAELoss(_ClassificationLoss):
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         return L.softmax_mae(logits, labels, ignore_index=self.ignore_index, reduction=self.reduction)
+
+
+class SquentropyLoss(_ClassificationLoss):
+    """Squentropy (cross-entropy plus the mean square of the non-target logits); see :func:`hf_squareloss.squentropy`."""
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return squentropy(logits, labels, ignore_index=self.ignore_index, reduction=self.reduction)
+
+
+class GeneralizedCrossEntropyLoss(_ClassificationLoss):
+    """Generalized cross-entropy; see :func:`hf_squareloss.generalized_cross_entropy`."""
+
+    def __init__(self, q: float = DEFAULT_GCE_Q, ignore_index: int = -100, reduction: str = "mean") -> None:
+        super().__init__(ignore_index, reduction)
+        self.q = L.check_unit_interval("q", q)
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return generalized_cross_entropy(
+            logits, labels, q=self.q, ignore_index=self.ignore_index, reduction=self.reduction
+        )
+
+    def extra_repr(self) -> str:
+        return f"q={self.q:g}, ignore_index={self.ignore_index}, reduction={self.reduction!r}"
+
+
+class SymmetricCrossEntropyLoss(_ClassificationLoss):
+    """Symmetric cross-entropy; see :func:`hf_squareloss.symmetric_cross_entropy`."""
+
+    def __init__(
+        self,
+        alpha: float = 0.1,
+        beta: float = 1.0,
+        A: float = DEFAULT_RCE_A,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(ignore_index, reduction)
+        self.alpha, self.beta = check_weights(alpha, beta)
+        self.A = L.check_negative("A", A)
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return symmetric_cross_entropy(
+            logits,
+            labels,
+            alpha=self.alpha,
+            beta=self.beta,
+            A=self.A,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha:g}, beta={self.beta:g}, A={self.A:.4g}, reduction={self.reduction!r}"
+
+
+class NCERCELoss(_ClassificationLoss):
+    """Normalized cross-entropy plus reverse cross-entropy; see :func:`hf_squareloss.nce_rce`."""
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        A: float = DEFAULT_RCE_A,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(ignore_index, reduction)
+        self.alpha, self.beta = check_weights(alpha, beta)
+        self.A = L.check_negative("A", A)
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return nce_rce(
+            logits,
+            labels,
+            alpha=self.alpha,
+            beta=self.beta,
+            A=self.A,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha:g}, beta={self.beta:g}, A={self.A:.4g}, reduction={self.reduction!r}"
+
+
+class FocalLoss(_ClassificationLoss):
+    """Focal loss; see :func:`hf_squareloss.focal_loss`."""
+
+    def __init__(self, gamma: float = 2.0, ignore_index: int = -100, reduction: str = "mean") -> None:
+        super().__init__(ignore_index, reduction)
+        self.gamma = L.check_nonnegative("gamma", gamma)
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return focal_loss(logits, labels, gamma=self.gamma, ignore_index=self.ignore_index, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma:g}, ignore_index={self.ignore_index}, reduction={self.reduction!r}"

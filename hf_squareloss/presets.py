@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from .functional import check_positive
 
-__all__ = ["SQUARE_LOSS_PRESETS", "SquareLossParams", "square_loss_preset"]
+__all__ = ["SQUARE_LOSS_PRESETS", "SquareLossParams", "preset_names", "preset_rule", "square_loss_preset"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,20 @@ SQUARE_LOSS_PRESETS: dict[str, tuple[float, float]] = {
 # our thresholds on the number of classes (see the module docstring)
 _MEDIUM_FROM = 40
 _LARGE_FROM = 500
+
+
+def preset_rule() -> str:
+    """Our number-of-classes rule in words, e.g. for help texts: ``(1, 1) below 40 classes, ...``."""
+    small, medium, large = (SQUARE_LOSS_PRESETS[k] for k in ("small", "timit", "librispeech"))
+    return (
+        f"(k, M) = ({small[0]:g}, {small[1]:g}) below {_MEDIUM_FROM} classes, ({medium[0]:g}, {medium[1]:g}) "
+        f"below {_LARGE_FROM}, ({large[0]:g}, {large[1]:g}) from {_LARGE_FROM}"
+    )
+
+
+def preset_names() -> str:
+    """The named presets in words, e.g. for help texts: ``small (1, 1), timit (1, 15), ...``."""
+    return ", ".join(f"{name} ({k:g}, {m:g})" for name, (k, m) in SQUARE_LOSS_PRESETS.items())
 
 
 def _preset_for_num_classes(num_classes: int) -> str:

@@ -1,31 +1,88 @@
-"""The one registry of loss types: ``loss_type`` -> loss function, hyper-parameters and documentation.
+"""The one registry of loss types: ``loss_type`` -> loss function, parameter schema and documentation.
 
-Everything else in the package (training arguments, Trainer, recipes, model cards, the SpeechBrain hook) asks this
-module which losses exist and how to build them.
+Everything else in the package asks this module which losses exist and how to build them: the fields of
+:class:`hf_squareloss.SquareLossTrainingArguments` (``--<loss_type>_<param>``, with their help), the Trainer's
+``compute_loss_func``, the SpeechBrain ``logits_loss``, the ``--losses`` choices of ``demo`` and ``compare``, the
+model cards (formula, citation) and the loss record saved with a model.
+
+Adding a loss is one module with its functional form (see :mod:`hf_squareloss.losses`) and one :class:`LossSpec`
+here, or, from outside the package, :func:`register_loss`. A loss registered before
+``hf_squareloss.training_args`` (or the Trainer) is first imported gets its ``TrainingArguments`` fields; one
+registered later gets them in a class built by :func:`hf_squareloss.training_args.training_arguments_class`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import inspect
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
 
 from . import functional as L
-from .presets import square_loss_preset
+from .citations import BIBTEX
+from .losses import focal_loss, generalized_cross_entropy, nce_rce, squentropy, symmetric_cross_entropy
+from .losses.gce import DEFAULT_GCE_Q
+from .losses.sce import DEFAULT_RCE_A, check_weights
+from .presets import SQUARE_LOSS_PRESETS, preset_names, preset_rule, square_loss_preset
 
-__all__ = ["LOSSES", "LossConfig", "LossSpec", "get_loss_spec", "loss_types"]
+__all__ = [
+    "LOSSES",
+    "LossConfig",
+    "LossParam",
+    "LossSpec",
+    "get_loss_spec",
+    "loss_fields",
+    "loss_types",
+    "register_loss",
+    "select_losses",
+]
+
+DEFAULT_TCE_ALPHA = 1.5
+
+USER = "user"
+DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class LossParam:
+    """One parameter of a loss: its keyword, default, validation and help text."""
+
+    name: str
+    """Keyword argument of the loss function (or, for a ``setting``, of :meth:`LossConfig.resolve`)."""
+    help: str
+    default: Any = None
+    """Value used when the parameter is not given; ``None`` when the spec's ``defaults`` hook decides it."""
+    check: Callable[[str, Any], Any] = L.check_positive
+    """``check(name, value)`` returns the validated value or raises ``ValueError`` naming the problem."""
+    type: type = float
+    choices: tuple[str, ...] | None = None
+    setting: bool = False
+    """True for a setting that steers the resolution (a preset) without being an argument of the function."""
+    neutral: Any = None
+    """A value that leaves the loss unchanged (no label smoothing: 0). A loss without this parameter accepts the
+    neutral value and refuses any other, instead of ignoring it."""
+    field: str | None = None
+    """Name of the ``TrainingArguments`` field; default ``<loss_type>_<name>`` in lower case."""
+
+    def field_name(self, loss_type: str) -> str:
+        return self.field or f"{loss_type}_{self.name.lower()}"
+
+
+DefaultsHook = Callable[..., tuple[dict[str, Any], dict[str, str], str]]
+"""``(given, num_classes) -> (values, per-parameter sources, overall source)`` for parameters whose default depends
+on the other parameters or the number of classes (the square loss's presets)."""
 
 
 @dataclass(frozen=True)
 class LossSpec:
-    """What the package knows about one loss type."""
+    """Everything the package knows about one loss type."""
 
     loss_type: str
     function: Callable[..., Tensor]
-    hyperparameters: tuple[str, ...]
-    """Keyword arguments of ``function`` that carry the loss's own hyper-parameters."""
     outputs: str
     """``"scores"`` when the trained logits are not meant for a softmax (square loss), else ``"probabilities"``."""
     raw_logits: bool
@@ -35,11 +92,63 @@ class LossSpec:
     """Per-item formula in Markdown with LaTeX, for documentation and model cards."""
     references: tuple[str, ...] = ()
     """Keys of :data:`hf_squareloss.citations.BIBTEX`."""
+    params: tuple[LossParam, ...] = ()
+    defaults: DefaultsHook | None = None
+    validate: Callable[[Mapping[str, Any]], None] | None = None
+    """Checks that involve several parameters (``ValueError``), run on the resolved values."""
+
+    @property
+    def hyperparameters(self) -> tuple[str, ...]:
+        """Keyword arguments of ``function`` that carry the loss's own hyper-parameters."""
+        return tuple(p.name for p in self.params if not p.setting)
 
     @property
     def label_smoothing(self) -> bool:
         return "label_smoothing" in self.hyperparameters
 
+    def param(self, name: str) -> LossParam | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def fields(self) -> dict[str, LossParam]:
+        """``TrainingArguments`` field name -> parameter."""
+        return {p.field_name(self.loss_type): p for p in self.params}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# parameter checks and the square loss's preset rule
+# --------------------------------------------------------------------------------------------------------------
+def _check_alpha(name: str, value: Any) -> float:
+    return L.check_alpha(value)
+
+
+def _check_label_smoothing(name: str, value: Any) -> float:
+    return L.check_label_smoothing(value)
+
+
+def _check_preset(name: str, value: Any) -> str:
+    square_loss_preset(value)
+    return str(value).lower()
+
+
+def _square_defaults(
+    given: Mapping[str, Any], num_classes: int | None
+) -> tuple[dict[str, Any], dict[str, str], str]:
+    preset = given.get("preset")
+    resolved = square_loss_preset(preset, num_classes=num_classes, k=given.get("k"), M=given.get("M"))
+    base = square_loss_preset(preset, num_classes=num_classes).source
+    values = {"k": resolved.k, "M": resolved.M}
+    sources = {name: USER if given.get(name) is not None else base for name in values}
+    return values, sources, resolved.source
+
+
+def _check_weights(params: Mapping[str, Any]) -> None:
+    check_weights(params["alpha"], params["beta"])
+
+
+_RCE_A_HELP = (
+    "the reverse cross-entropy's stand-in for log 0, < 0; default log(1e-4) = {:.4g} as in the authors' public "
+    "code (the paper's text says -4)"
+).format(DEFAULT_RCE_A)
 
 LOSSES: dict[str, LossSpec] = {
     spec.loss_type: spec
@@ -47,7 +156,16 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec(
             loss_type="ce",
             function=L.cross_entropy,
-            hyperparameters=("label_smoothing",),
+            params=(
+                LossParam(
+                    "label_smoothing",
+                    "label smoothing in [0, 1)",
+                    default=0.0,
+                    check=_check_label_smoothing,
+                    neutral=0.0,
+                    field="label_smoothing_factor",
+                ),
+            ),
             outputs="probabilities",
             raw_logits=False,
             title="softmax cross-entropy",
@@ -56,7 +174,28 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec(
             loss_type="square",
             function=L.square_loss,
-            hyperparameters=("k", "M"),
+            params=(
+                LossParam(
+                    "k",
+                    "weight k > 0 of the true-class term; default: from --square_preset, else from the number "
+                    f"of classes: {preset_rule()}",
+                ),
+                LossParam(
+                    "M",
+                    "target M > 0 of the true-class logit; default: from --square_preset, else from the number "
+                    f"of classes: {preset_rule()}",
+                ),
+                LossParam(
+                    "preset",
+                    f"take (k, M) from Hui & Belkin's setting for a data set: {preset_names()}; "
+                    "--square_k / --square_m override it",
+                    check=_check_preset,
+                    type=str,
+                    choices=tuple(SQUARE_LOSS_PRESETS),
+                    setting=True,
+                ),
+            ),
+            defaults=_square_defaults,
             outputs="scores",
             raw_logits=True,
             title="rescaled square loss (Hui & Belkin, 2021)",
@@ -66,7 +205,15 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec(
             loss_type="tce",
             function=L.tamed_cross_entropy,
-            hyperparameters=("alpha",),
+            params=(
+                LossParam(
+                    "alpha",
+                    "taming strength >= 0 (0 is cross-entropy, 1 is log(1 - log q)); "
+                    f"{DEFAULT_TCE_ALPHA:g} is the TCE paper's best trade-off",
+                    default=DEFAULT_TCE_ALPHA,
+                    check=_check_alpha,
+                ),
+            ),
             outputs="probabilities",
             raw_logits=False,
             title="Tamed Cross Entropy (Martinez & Stiefelhagen, 2018)",
@@ -79,7 +226,6 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec(
             loss_type="softmax_mse",
             function=L.softmax_mse,
-            hyperparameters=(),
             outputs="probabilities",
             raw_logits=False,
             title="squared error of the softmax (baseline of the TCE paper)",
@@ -89,22 +235,132 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec(
             loss_type="softmax_mae",
             function=L.softmax_mae,
-            hyperparameters=(),
             outputs="probabilities",
             raw_logits=False,
             title="absolute error of the softmax (baseline of the TCE paper)",
             formula=r"$\ell(f, y) = \sum_i |q_i - [i = y]| = 2(1 - q_y)$ with $q = \mathrm{softmax}(f)$",
             references=("martinez2018taming",),
         ),
+        LossSpec(
+            loss_type="squentropy",
+            function=squentropy,
+            outputs="probabilities",
+            raw_logits=True,
+            title="squentropy (Hui, Belkin & Wright, 2023)",
+            formula=(
+                r"$\ell(f, y) = -\log q_y + \frac{1}{C-1}\sum_{i \neq y} f_i^2$ with $q = \mathrm{softmax}(f)$, "
+                r"the square term on raw logits $f$"
+            ),
+            references=("hui2023cut",),
+        ),
+        LossSpec(
+            loss_type="gce",
+            function=generalized_cross_entropy,
+            params=(
+                LossParam(
+                    "q",
+                    f"exponent in (0, 1] (-> cross-entropy as q -> 0); {DEFAULT_GCE_Q:g} is the paper's setting",
+                    default=DEFAULT_GCE_Q,
+                    check=L.check_unit_interval,
+                ),
+            ),
+            outputs="probabilities",
+            raw_logits=False,
+            title="generalized cross-entropy (Zhang & Sabuncu, 2018)",
+            formula=r"$\ell(f, y) = \frac{1 - q_y^{\,q}}{q}$ with $q_y = \mathrm{softmax}(f)_y$",
+            references=("zhang2018generalized",),
+        ),
+        LossSpec(
+            loss_type="sce",
+            function=symmetric_cross_entropy,
+            params=(
+                LossParam(
+                    "alpha", "weight >= 0 of the cross-entropy", default=0.1, check=L.check_nonnegative
+                ),
+                LossParam(
+                    "beta",
+                    "weight >= 0 of the reverse cross-entropy",
+                    default=1.0,
+                    check=L.check_nonnegative,
+                ),
+                LossParam("A", _RCE_A_HELP, default=DEFAULT_RCE_A, check=L.check_negative),
+            ),
+            validate=_check_weights,
+            outputs="probabilities",
+            raw_logits=False,
+            title="symmetric cross-entropy (Wang et al., 2019)",
+            formula=(
+                r"$\ell(f, y) = -\alpha \log q_y - \beta A\,(1 - q_y)$ with $q = \mathrm{softmax}(f)$ "
+                r"(cross-entropy plus reverse cross-entropy; $A = \log 10^{-4}$ by default)"
+            ),
+            references=("wang2019symmetric",),
+        ),
+        LossSpec(
+            loss_type="nce_rce",
+            function=nce_rce,
+            params=(
+                LossParam(
+                    "alpha",
+                    "weight >= 0 of the normalized cross-entropy",
+                    default=1.0,
+                    check=L.check_nonnegative,
+                ),
+                LossParam(
+                    "beta",
+                    "weight >= 0 of the reverse cross-entropy",
+                    default=1.0,
+                    check=L.check_nonnegative,
+                ),
+                LossParam("A", _RCE_A_HELP, default=DEFAULT_RCE_A, check=L.check_negative),
+            ),
+            validate=_check_weights,
+            outputs="probabilities",
+            raw_logits=False,
+            title="normalized cross-entropy + reverse cross-entropy (Ma et al., 2020)",
+            formula=(
+                r"$\ell(f, y) = \alpha \frac{\log q_y}{\sum_j \log q_j} - \beta A\,(1 - q_y)$ with "
+                r"$q = \mathrm{softmax}(f)$ ($A = \log 10^{-4}$ by default)"
+            ),
+            references=("ma2020normalized",),
+        ),
+        LossSpec(
+            loss_type="focal",
+            function=focal_loss,
+            params=(
+                LossParam(
+                    "gamma",
+                    "focusing exponent >= 0 (0 is cross-entropy); 2 is the paper's setting",
+                    default=2.0,
+                    check=L.check_nonnegative,
+                ),
+            ),
+            outputs="probabilities",
+            raw_logits=False,
+            title="focal loss (Lin et al., 2017)",
+            formula=r"$\ell(f, y) = -(1 - q_y)^\gamma \log q_y$ with $q = \mathrm{softmax}(f)$",
+            references=("lin2017focal",),
+        ),
     )
 }
-
-DEFAULT_TCE_ALPHA = 1.5
 
 
 def loss_types() -> list[str]:
     """The registered ``loss_type`` names."""
     return list(LOSSES)
+
+
+ALL = "all"
+"""The word that selects every registered loss in ``--losses`` (demo, compare)."""
+
+
+def select_losses(names: Sequence[str]) -> list[str]:
+    """``names`` with ``"all"`` replaced by every registered loss type, without repeats; unknown names raise."""
+    out: list[str] = []
+    for name in names:
+        for loss_type in loss_types() if name == ALL else [get_loss_spec(name).loss_type]:
+            if loss_type not in out:
+                out.append(loss_type)
+    return out
 
 
 def get_loss_spec(loss_type: str) -> LossSpec:
@@ -113,6 +369,58 @@ def get_loss_spec(loss_type: str) -> LossSpec:
         return LOSSES[loss_type]
     except (KeyError, TypeError):
         raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {loss_types()}") from None
+
+
+def loss_fields() -> dict[str, tuple[str, LossParam]]:
+    """Every ``TrainingArguments`` field of a loss parameter: field name -> ``(loss_type, parameter)``."""
+    return {name: (spec.loss_type, p) for spec in LOSSES.values() for name, p in spec.fields().items()}
+
+
+def _owners(name: str) -> list[LossParam]:
+    return [p for spec in LOSSES.values() if (p := spec.param(name)) is not None]
+
+
+def register_loss(spec: LossSpec, *, bibtex: Mapping[str, str] | None = None, replace: bool = False) -> LossSpec:
+    """Add ``spec`` to the registry (and its BibTeX entries to :data:`hf_squareloss.citations.BIBTEX`).
+
+    Checked: the name (lower case, digits and ``_``, as it names ``--<loss_type>_<param>`` fields), that the
+    function takes every parameter, ``ignore_index`` and ``reduction`` as keywords, that no field name clashes
+    with another loss's, that ``outputs`` is known and that every reference has BibTeX. ``ValueError`` otherwise.
+    """
+    name = spec.loss_type
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"loss_type must be lower case letters, digits and '_', got {name!r}")
+    if name in LOSSES and not replace:
+        raise ValueError(f"loss_type {name!r} is already registered (pass replace=True to replace it)")
+    if spec.outputs not in ("scores", "probabilities"):
+        raise ValueError(f"{name}: outputs must be 'scores' or 'probabilities', got {spec.outputs!r}")
+    signature = inspect.signature(spec.function).parameters
+    keywords = {
+        n for n, p in signature.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+    missing = [n for n in (*spec.hyperparameters, "ignore_index", "reduction") if n not in keywords]
+    if missing:
+        raise ValueError(f"{name}: the loss function takes no keyword argument(s) {missing}")
+    taken = {f: t for f, (t, _) in loss_fields().items() if t != name}
+    clashes = [f for f in spec.fields() if f in taken]
+    if clashes:
+        raise ValueError(f"{name}: field name(s) {clashes} are already used by {[taken[f] for f in clashes]}")
+    entries = dict(bibtex or {})
+    unknown = [k for k in spec.references if k not in BIBTEX and k not in entries]
+    if unknown:
+        raise ValueError(f"{name}: no BibTeX for reference(s) {unknown}; pass them as bibtex={{key: entry}}")
+    BIBTEX.update(entries)
+    LOSSES[name] = spec
+    return spec
+
+
+def _overall_source(sources: Mapping[str, str]) -> str:
+    kinds = set(sources.values())
+    if not kinds or kinds == {DEFAULT}:
+        return DEFAULT
+    if kinds == {USER}:
+        return USER
+    return f"{USER}, rest {DEFAULT}"
 
 
 @dataclass(frozen=True)
@@ -125,54 +433,72 @@ class LossConfig:
 
     loss_type: str
     params: Mapping[str, float] = field(default_factory=dict)
-    source: str = "user"
-    """Where the hyper-parameters came from (``"user"``, a preset, ``"default"``)."""
+    source: str = USER
+    """Where the hyper-parameters came from, overall (``"user"``, a preset, ``"default"``, or a mix)."""
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Where each hyper-parameter came from: ``"user"`` (given), ``"default"`` (the registry's) or a preset."""
 
     @classmethod
     def resolve(
-        cls,
-        loss_type: str,
-        *,
-        num_classes: int | None = None,
-        k: float | None = None,
-        M: float | None = None,
-        preset: str | None = None,
-        alpha: float | None = None,
-        label_smoothing: float = 0.0,
+        cls, loss_type: str, *, num_classes: int | None = None, **settings: Any
     ) -> LossConfig:
         """Validate and fill in the hyper-parameters of ``loss_type``.
 
-        Arguments that ``loss_type`` does not use are validated and otherwise ignored, except a non-zero
-        ``label_smoothing``, which is an error for a loss that cannot honour it. The square loss takes ``(k, M)`` from ``k``/``M``, else from
-        ``preset``, else from ``num_classes`` (see :func:`hf_squareloss.square_loss_preset`).
+        ``settings`` are parameters by their keyword in the loss's schema (``k``, ``M``, ``preset`` for ``square``,
+        ``alpha`` for ``tce``, ``q`` for ``gce``...); ``None`` means not given. A parameter not given takes the
+        registry's default and is recorded as such. A given parameter that ``loss_type`` does not have is
+        validated as another loss's parameter of that name and otherwise ignored, except a non-neutral
+        ``label_smoothing``, which is an error for a loss that cannot honour it; a name no loss has is an error.
+        The square loss takes ``(k, M)`` from ``k``/``M``, else from ``preset``, else from ``num_classes`` (see
+        :func:`hf_squareloss.square_loss_preset`).
         """
         spec = get_loss_spec(loss_type)
-        # every given value must be valid, also those this loss type does not use (a typo is never silent)
-        for name, value in (("k", k), ("M", M)):
-            if value is not None:
-                L.check_positive(name, value)
-        if alpha is not None:
-            L.check_alpha(alpha)
-        if preset is not None:
-            square_loss_preset(preset)
-        label_smoothing = L.check_label_smoothing(label_smoothing)
-        if label_smoothing and not spec.label_smoothing:
-            raise ValueError(
-                f"label smoothing ({label_smoothing}) cannot be honoured by loss_type {loss_type!r}; set it to 0 "
-                f"or use a loss that supports it: {[t for t, s in LOSSES.items() if s.label_smoothing]}"
-            )
-        params: dict[str, float] = {}
-        source = "user"
-        if "k" in spec.hyperparameters:
-            resolved = square_loss_preset(preset, num_classes=num_classes, k=k, M=M)
-            params = {"k": resolved.k, "M": resolved.M}
-            source = resolved.source
-        if "alpha" in spec.hyperparameters:
-            params["alpha"] = L.check_alpha(DEFAULT_TCE_ALPHA if alpha is None else alpha)
-            source = "user" if alpha is not None else "default"
-        if "label_smoothing" in spec.hyperparameters:
-            params["label_smoothing"] = label_smoothing
-        return cls(loss_type=loss_type, params=params, source=source)
+        given: dict[str, Any] = {}
+        for name, value in settings.items():
+            if value is None:
+                continue
+            param = spec.param(name)
+            if param is not None:
+                value = param.check(name, value)
+                if param.neutral is not None and value == param.neutral:
+                    continue  # the neutral value is the default: not recorded as the user's
+                given[name] = value
+                continue
+            owners = _owners(name)
+            if not owners:
+                known = sorted({p.name for s in LOSSES.values() for p in s.params})
+                raise ValueError(
+                    f"unknown loss parameter {name!r} for loss_type {loss_type!r}; its parameters are "
+                    f"{[p.name for p in spec.params]} (all losses' parameters: {known})"
+                )
+            value = owners[0].check(name, value)  # a typo or a bad value is never silent
+            neutral = owners[0].neutral
+            if neutral is not None and value != neutral:
+                users = [t for t, s in LOSSES.items() if s.param(name) is not None]
+                raise ValueError(
+                    f"{name.replace('_', ' ')} ({value}) cannot be honoured by loss_type {loss_type!r}; set it to "
+                    f"{neutral} or use a loss that supports it: {users}"
+                )
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        overall = None
+        if spec.defaults is not None:
+            values, sources, overall = spec.defaults(given, num_classes)
+        for param in spec.params:
+            if param.setting or param.name in values:
+                continue
+            if param.name in given:
+                values[param.name], sources[param.name] = given[param.name], USER
+            else:
+                values[param.name], sources[param.name] = param.default, DEFAULT
+        if spec.validate is not None:
+            spec.validate(values)
+        return cls(
+            loss_type=loss_type,
+            params=values,
+            source=overall if overall is not None else _overall_source(sources),
+            sources=sources,
+        )
 
     @property
     def spec(self) -> LossSpec:
@@ -186,33 +512,37 @@ class LossConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form: ``{"loss_type": ..., <params>..., "source": ...}``."""
+        """Plain JSON-able form: ``{"loss_type": ..., <params>..., "source": ..., "sources": {<param>: ...}}``."""
         return {
             "loss_type": self.loss_type,
             **{k: float(v) for k, v in self.params.items()},
             "source": self.source,
+            "sources": dict(self.sources),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LossConfig:
+        """The config of a loss record; records written before per-parameter sources existed are read too (each
+        parameter then has the record's overall ``source``). Other keys (``num_classes``...) are ignored."""
         spec = get_loss_spec(data.get("loss_type"))
         missing = [p for p in spec.hyperparameters if p not in data]
         if missing:
             raise ValueError(f"loss record for {spec.loss_type!r} lacks {missing}: {dict(data)}")
-        return cls.resolve(
-            spec.loss_type,
-            k=data.get("k"),
-            M=data.get("M"),
-            alpha=data.get("alpha"),
-            label_smoothing=data.get("label_smoothing", 0.0),
-        ).with_source(data.get("source", "user"))
+        resolved = cls.resolve(spec.loss_type, **{p: data[p] for p in spec.hyperparameters})
+        source = data.get("source", USER)
+        recorded = data.get("sources") or {}
+        if not isinstance(recorded, Mapping):
+            raise ValueError(f"loss record: 'sources' must be a mapping, got {recorded!r}")
+        sources = {p: str(recorded.get(p, source)) for p in spec.hyperparameters}
+        return cls(spec.loss_type, dict(resolved.params), source, sources)
 
     def with_source(self, source: str) -> LossConfig:
-        return LossConfig(self.loss_type, dict(self.params), source)
+        """The same loss with every parameter's source set to ``source``."""
+        return LossConfig(self.loss_type, dict(self.params), source, dict.fromkeys(self.params, source))
 
     def same_loss(self, other: LossConfig) -> bool:
-        """Same loss type and hyper-parameters (the provenance ``source`` is not compared)."""
-        return self.loss_type == other.loss_type and dict(self.params) == dict(other.params)
+        """Same loss type and hyper-parameters (the provenance is not compared)."""
+        return self.loss_type == other.loss_type and _same_values(self.params, other.params)
 
     def describe(self) -> str:
         """Short human-readable form, e.g. ``square (k=1, M=15)``."""
@@ -220,3 +550,11 @@ class LossConfig:
             return self.loss_type
         inner = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
         return f"{self.loss_type} ({inner})"
+
+
+def _same_values(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
+    """Equal keys and values; values equal within float rounding (a JSON round trip keeps floats exact, but a
+    value computed again, like ``log(1e-4)``, may differ in its last bit)."""
+    return a.keys() == b.keys() and all(
+        math.isclose(float(a[k]), float(b[k]), rel_tol=1e-12, abs_tol=0.0) for k in a
+    )

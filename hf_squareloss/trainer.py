@@ -26,7 +26,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from . import heads
 from .registry import LossConfig
 from .scores import CONFIG_KEY, TEMPERATURE_KEY, temperature_of
-from .training_args import LOSS_ARGUMENT_NAMES, SquareLossTrainingArguments
+from .training_args import LossArgumentsMixin, SquareLossTrainingArguments, loss_argument_names
 
 __all__ = ["LossFunction", "SquareLossTrainer", "make_compute_loss_func"]
 
@@ -48,7 +48,9 @@ def _logits_of(outputs: Any) -> Tensor:
 class LossFunction(TrainerCallback):
     """A ``compute_loss_func`` for :class:`transformers.Trainer`: ``sum(per item) / num_items_in_batch``.
 
-    Hyper-parameters left as ``None`` are resolved from the number of classes, read from the logits on the first
+    ``params`` are the loss's parameters by their keyword in the registry (``k``, ``M``, ``preset`` for ``square``,
+    ``alpha`` for ``tce``, ``q`` for ``gce``, ``gamma`` for ``focal``...). Hyper-parameters left as ``None`` take the
+    registry's default; the square loss's are resolved from the number of classes, read from the logits on the first
     call (so multiple-choice heads, whose ``C`` is the number of choices, get the right preset). ``-100`` labels
     are ignored, as everywhere in ``transformers``.
 
@@ -76,20 +78,12 @@ class LossFunction(TrainerCallback):
         self,
         loss_type: str = "square",
         *,
-        k: float | None = None,
-        M: float | None = None,
-        preset: str | None = None,
-        alpha: float | None = None,
-        label_smoothing: float = 0.0,
         num_classes: int | None = None,
+        label_smoothing: float = 0.0,
+        **params: Any,
     ) -> None:
-        self._settings = {
-            "k": k,
-            "M": M,
-            "preset": preset,
-            "alpha": alpha,
-            "label_smoothing": label_smoothing,
-        }
+        # the loss's parameters by their keyword in the registry (k, M, preset; alpha; q; gamma...)
+        self._settings = {**params, "label_smoothing": label_smoothing}
         self.loss_type = loss_type
         # validate now: bad settings fail at construction, not at the first step
         self.config: LossConfig = LossConfig.resolve(loss_type, num_classes=num_classes, **self._settings)
@@ -237,7 +231,8 @@ def _announce(args: TrainingArguments, message: str) -> None:
 
 
 def make_compute_loss_func(loss_type: str = "square", *, model: Any = None, **settings: Any) -> LossFunction:
-    """The loss of ``loss_type`` for ``Trainer(compute_loss_func=...)``; ``settings`` as in :class:`LossFunction`.
+    """The loss of ``loss_type`` for ``Trainer(compute_loss_func=...)``; ``settings`` as in :class:`LossFunction`
+    (e.g. ``make_compute_loss_func("gce", q=0.5)``).
 
     With ``model``, the loss is bound to it (its head decides how logits and labels pair up) and recorded in
     ``model.config.hf_squareloss`` at once, as :class:`SquareLossTrainer` does. A causal LM whose ``loss_type``
@@ -287,8 +282,9 @@ class SquareLossTrainer(Trainer):
     when training starts.
 
     Loss settings come from ``args`` (a :class:`SquareLossTrainingArguments`; a plain ``TrainingArguments`` is
-    converted). ``loss_type``, ``square_k``, ``square_m``, ``square_preset`` and ``tce_alpha`` may also be passed
-    here: they are written into ``self.args``, which stays the one source of truth.
+    converted). ``loss_type`` and any loss field of the arguments (``square_k``, ``square_m``, ``square_preset``,
+    ``tce_alpha``, ``gce_q``, ``focal_gamma``...: ``<loss_type>_<param>``) may also be passed here: they are written
+    into ``self.args``, which stays the one source of truth.
 
     The resolved loss is recorded in ``model.config.hf_squareloss`` so that saved models, checkpoints and pushed
     repositories say how they were trained; resuming from a checkpoint recorded with other loss settings is an
@@ -302,10 +298,6 @@ class SquareLossTrainer(Trainer):
         args: TrainingArguments | None = None,
         *,
         loss_type: str | None = None,
-        square_k: float | None = None,
-        square_m: float | None = None,
-        square_preset: str | None = None,
-        tce_alpha: float | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("compute_loss_func") is not None:
@@ -314,30 +306,23 @@ class SquareLossTrainer(Trainer):
                 "your own loss, use transformers.Trainer)"
             )
         kwargs.pop("compute_loss_func", None)
-        overrides = {
-            "loss_type": loss_type,
-            "square_k": square_k,
-            "square_m": square_m,
-            "square_preset": square_preset,
-            "tce_alpha": tce_alpha,
-        }
+        fields_of_args = loss_argument_names(type(args) if isinstance(args, LossArgumentsMixin) else None)
+        overrides = {"loss_type": loss_type}
+        overrides.update({name: kwargs.pop(name) for name in fields_of_args if name in kwargs})
         if args is None:
             args = SquareLossTrainingArguments(
                 output_dir="trainer_output", **{k: v for k, v in overrides.items() if v is not None}
             )
-        elif not isinstance(args, SquareLossTrainingArguments):
+        elif not isinstance(args, LossArgumentsMixin):
             args = SquareLossTrainingArguments.from_training_arguments(args, **overrides)
         else:
             for name, value in overrides.items():
                 if value is not None:
                     setattr(args, name, value)
-        args.loss_config()  # validates the (possibly updated) settings
-        settings = {LOSS_ARGUMENT_NAMES[name]: getattr(args, name) for name in LOSS_ARGUMENT_NAMES}
+        args.check_loss_fields()  # validates the (possibly updated) settings
+        args.loss_config()
         self.loss_function = LossFunction(
-            settings.pop("loss_type"),
-            label_smoothing=args.label_smoothing_factor,
-            num_classes=heads.num_classes(model),
-            **settings,
+            args.loss_type, num_classes=heads.num_classes(model), **args.loss_settings()
         )
         self.loss_function.counts_items = True
         if model is not None:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..noise import NOISE_TYPES
-from ..registry import loss_types
+from ..registry import ALL, loss_types, select_losses
 from .grid import SWEEP_PROTOCOLS, SweepSpec, accelerate_form, parse_per_task, single_process_form
 
 __all__ = ["add_compare_parser", "run_compare"]
@@ -61,9 +61,9 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         "--losses",
         nargs="+",
         default=["ce", "square", "tce", "softmax_mse"],
-        choices=loss_types(),
+        choices=[*loss_types(), ALL],
         metavar="LOSS",
-        help=f"loss types, from {loss_types()} (default: %(default)s)",
+        help=f"loss types, from {loss_types()}, or '{ALL}' for every one (default: %(default)s)",
     )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: %(default)s)")
     p.add_argument(
@@ -149,7 +149,7 @@ def _spec(ns: argparse.Namespace) -> SweepSpec:
     return SweepSpec(
         model_name_or_path=ns.model_name_or_path,
         tasks=ns.tasks,
-        losses=ns.losses,
+        losses=select_losses(ns.losses),
         seeds=ns.seeds,
         noise_rates=ns.noise,
         noise_type=ns.noise_type,

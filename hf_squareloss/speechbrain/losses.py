@@ -28,6 +28,8 @@ Tamed CTC (:func:`tamed_ctc_loss`) is an extension of this package: the TCE tran
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -151,19 +153,18 @@ def logits_loss(
     reduction: str = "mean",
     *,
     loss_type: str = "square",
-    k: float | None = None,
-    M: float | None = None,
-    preset: str | None = None,
-    alpha: float | None = None,
     label_smoothing: float = 0.0,
+    **params: Any,
 ) -> Tensor:
     r"""Any loss of :func:`hf_squareloss.loss_types` on **raw** logits, with SpeechBrain's masking and reductions.
 
-    The per-frame loss is the registry's (:class:`hf_squareloss.LossConfig`): ``ce`` is
-    :math:`-\log\mathrm{softmax}(f)_y` (so ``logits_loss(f, y, loss_type="ce")`` equals
+    The per-frame loss is the registry's (:class:`hf_squareloss.LossConfig`; its ``spec.formula`` for each loss):
+    ``ce`` is :math:`-\log\mathrm{softmax}(f)_y` (so ``logits_loss(f, y, loss_type="ce")`` equals
     ``nll_loss(log_softmax(f), y)``), ``square`` is :math:`\frac{1}{C}(k (f_y - M)^2 + \sum_{i \ne y} f_i^2)`
     (Hui & Belkin, ICLR 2021), ``tce`` the Tamed CE of :math:`\mathrm{softmax}(f)` (Martinez & Stiefelhagen,
-    GCPR 2018). ``k``/``M`` not given come from ``preset`` or, failing that, from the number of classes
+    GCPR 2018), and so on for every registered loss. ``params`` are the loss's parameters by their keyword in the
+    registry (``k``, ``M``, ``preset``; ``alpha``; ``q``; ``gamma``...); ``None`` or absent means the registry's
+    default. ``k``/``M`` not given come from ``preset`` or, failing that, from the number of classes
     (:func:`hf_squareloss.square_loss_preset`).
 
     Args:
@@ -172,19 +173,13 @@ def logits_loss(
         length: ``[B]`` relative lengths of the targets (SpeechBrain's ``tokens_eos_lens``).
         allowed_len_diff: tolerated difference of ``T`` between logits and targets.
         reduction: ``mean | batch | batchmean | sum | none``.
-        loss_type, k, M, preset, alpha, label_smoothing: the loss and its hyper-parameters (registry's
-            validation: unknown names, bad values and label smoothing on a loss that cannot honour it raise).
+        loss_type, label_smoothing, params: the loss and its hyper-parameters (registry's validation: unknown
+            names, bad values and label smoothing on a loss that cannot honour it raise).
     """
     where = f"logits_loss[{loss_type}]"
     num_classes = logits.shape[-1] if isinstance(logits, Tensor) and logits.dim() >= 1 else None
     config = LossConfig.resolve(
-        loss_type,
-        num_classes=num_classes,
-        k=k,
-        M=M,
-        preset=preset,
-        alpha=alpha,
-        label_smoothing=label_smoothing,
+        loss_type, num_classes=num_classes, label_smoothing=label_smoothing, **params
     )
     return _registered_loss(config, logits, targets, length, allowed_len_diff, reduction, where)
 
@@ -232,6 +227,8 @@ def square_loss(
 class LogitsLoss(nn.Module):
     """:func:`logits_loss` with its loss resolved once, for ``!new:`` in YAML and for recipes.
 
+    ``params`` are the loss's parameters by their keyword (``k``, ``M``, ``preset``, ``alpha``, ``q``, ``gamma``...;
+    ``None`` for the registry's default), so one YAML block serves every loss type.
     ``loss(logits, targets, length)`` as SpeechBrain's losses; :attr:`config` is the registry's
     :class:`hf_squareloss.LossConfig` (its ``spec.outputs`` says whether the logits are probabilities' logits or
     square-loss scores, which :class:`hf_squareloss.speechbrain.DecoderLogProbs` needs for decoding).
@@ -242,23 +239,14 @@ class LogitsLoss(nn.Module):
         loss_type: str,
         *,
         num_classes: int | None = None,
-        k: float | None = None,
-        M: float | None = None,
-        preset: str | None = None,
-        alpha: float | None = None,
         label_smoothing: float = 0.0,
         allowed_len_diff: int = 3,
         reduction: str = "mean",
+        **params: Any,
     ) -> None:
         super().__init__()
         self.config = LossConfig.resolve(
-            loss_type,
-            num_classes=num_classes,
-            k=k,
-            M=M,
-            preset=preset,
-            alpha=alpha,
-            label_smoothing=label_smoothing,
+            loss_type, num_classes=num_classes, label_smoothing=label_smoothing, **params
         )
         self.num_classes = num_classes
         self.allowed_len_diff = int(allowed_len_diff)
