@@ -77,7 +77,7 @@ def _parameter_fields() -> list[tuple[str, type, Any]]:
     for name, (loss_type, param) in loss_fields().items():
         if name in base:
             continue
-        default = "" if param.default is None else f" Default: {param.default:.4g}."
+        default = "" if param.default is None else f" When not set: {param.default:.4g}."
         metadata: dict[str, Any] = {"help": f"[{loss_type}] {param.help}.{default}"}
         if param.choices:
             metadata["choices"] = list(param.choices)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 import re
 from pathlib import Path
 
@@ -14,8 +15,19 @@ import hf_squareloss as hsl
 from hf_squareloss.registry import LOSSES, LossConfig, get_loss_spec, loss_types
 
 
-def test_registry_lists_the_five_losses():
-    assert loss_types() == ["ce", "square", "tce", "softmax_mse", "softmax_mae"]
+def test_registry_lists_the_losses():
+    assert loss_types() == [
+        "ce",
+        "square",
+        "tce",
+        "softmax_mse",
+        "softmax_mae",
+        "squentropy",
+        "gce",
+        "sce",
+        "nce_rce",
+        "focal",
+    ]
 
 
 @pytest.mark.parametrize("loss_type", loss_types())
@@ -24,6 +36,9 @@ def test_spec_is_consistent_with_its_function(loss_type):
     params = inspect.signature(spec.function).parameters
     for name in (*spec.hyperparameters, "ignore_index", "reduction"):
         assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
+    for param in spec.params:  # the registry's default is the function's own default
+        if not param.setting and param.default is not None and param.neutral is None:
+            assert params[param.name].default == param.default
     assert getattr(hsl, spec.function.__name__) is spec.function
     assert spec.outputs in ("scores", "probabilities")
     for key in spec.references:
@@ -119,6 +134,11 @@ def test_loss_config_round_trip_and_call():
     logits, labels = torch.randn(5, 1000), torch.randint(0, 1000, (5,))
     torch.testing.assert_close(square(logits, labels), hsl.square_loss(logits, labels, k=15, M=30))
     assert LossConfig.resolve("tce").params == {"alpha": 1.5}
+    assert LossConfig.resolve("gce").params == {"q": 0.7}
+    assert LossConfig.resolve("focal").params == {"gamma": 2.0}
+    assert LossConfig.resolve("sce").params == {"alpha": 0.1, "beta": 1.0, "A": math.log(1e-4)}
+    assert LossConfig.resolve("nce_rce").params == {"alpha": 1.0, "beta": 1.0, "A": math.log(1e-4)}
+    assert LossConfig.resolve("squentropy").params == {}
     assert LossConfig.resolve("ce", label_smoothing=0.1).params == {"label_smoothing": 0.1}
     assert not LossConfig.resolve("tce", alpha=1.0).same_loss(LossConfig.resolve("tce", alpha=1.5))
     with pytest.raises(ValueError, match="lacks"):
@@ -135,3 +155,63 @@ def test_every_loss_has_bibtex_or_is_ce():
     assert "@inproceedings{hui2021evaluation" in hsl.bibtex("hui2021evaluation")
     with pytest.raises(KeyError):
         hsl.bibtex("nobody2020")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# parameters: validation and provenance
+# ---------------------------------------------------------------------------------------------------------------
+def test_parameters_are_the_chosen_losss_own():
+    assert LossConfig.resolve("sce", alpha=0.5).params["alpha"] == 0.5
+    assert LossConfig.resolve("tce", alpha=0.5).params == {"alpha": 0.5}
+    assert LossConfig.resolve("nce_rce", alpha=2.0, beta=0.5, A=-4).params == {"alpha": 2.0, "beta": 0.5, "A": -4.0}
+    # another loss's parameter is validated, then ignored
+    assert LossConfig.resolve("ce", q=0.5).params == {"label_smoothing": 0.0}
+    with pytest.raises(ValueError, match=r"q must be a finite number in \(0, 1\]"):
+        LossConfig.resolve("ce", q=1.5)
+    with pytest.raises(ValueError, match="unknown loss parameter 'gama'"):
+        LossConfig.resolve("focal", gama=2.0)
+    with pytest.raises(ValueError, match="alpha and beta are both 0"):
+        LossConfig.resolve("sce", alpha=0.0, beta=0.0)
+    with pytest.raises(ValueError, match="A must be a finite number < 0"):
+        LossConfig.resolve("sce", A=4.0)
+    with pytest.raises(ValueError, match="gamma must be"):
+        LossConfig.resolve("focal", gamma=-1.0)
+    with pytest.raises(ValueError, match="cannot be honoured by loss_type 'gce'"):
+        LossConfig.resolve("gce", label_smoothing=0.1)
+
+
+def test_a_parameter_not_given_is_recorded_as_a_default():
+    tce = LossConfig.resolve("tce")
+    assert tce.source == "default" and tce.sources == {"alpha": "default"}
+    assert LossConfig.resolve("tce", alpha=1.5).sources == {"alpha": "user"}
+    sce = LossConfig.resolve("sce", beta=2.0)
+    assert sce.sources == {"alpha": "default", "beta": "user", "A": "default"}
+    assert sce.source == "user, rest default"
+    square = LossConfig.resolve("square", num_classes=1000, M=10.0)
+    assert square.sources["M"] == "user" and square.sources["k"].startswith("preset librispeech for C=1000")
+    assert square.source.startswith("user, rest from preset librispeech")
+    assert LossConfig.resolve("ce").sources == {"label_smoothing": "default"}
+    assert LossConfig.resolve("ce", label_smoothing=0.1).sources == {"label_smoothing": "user"}
+    record = sce.to_dict()
+    assert record["sources"] == {"alpha": "default", "beta": "user", "A": "default"}
+    assert LossConfig.from_dict(record) == sce
+
+
+def test_records_saved_before_per_parameter_sources_still_load():
+    old = {"loss_type": "tce", "alpha": 1.5, "source": "user", "num_classes": 2, "hf_squareloss_version": "0.1.0"}
+    config = LossConfig.from_dict(old)
+    assert config.params == {"alpha": 1.5} and config.source == "user" and config.sources == {"alpha": "user"}
+    assert config.same_loss(LossConfig.resolve("tce"))
+    square = LossConfig.from_dict({"loss_type": "square", "k": 15.0, "M": 30.0, "source": "preset librispeech"})
+    assert square.sources == {"k": "preset librispeech", "M": "preset librispeech"}
+    ce = LossConfig.from_dict({"loss_type": "ce", "label_smoothing": 0.0, "source": "user"})
+    assert ce.same_loss(LossConfig.resolve("ce"))
+
+
+def test_select_losses():
+    from hf_squareloss.registry import select_losses
+
+    assert select_losses(["all"]) == loss_types()
+    assert select_losses(["tce", "ce", "tce"]) == ["tce", "ce"]
+    with pytest.raises(ValueError, match="unknown loss_type"):
+        select_losses(["hinge"])
