@@ -66,7 +66,9 @@ def _as_finite(name: str, value: float, expected: str) -> float:
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be {expected}, got {value!r}") from None
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number {expected.removeprefix('a number ')}, got {value!r}")
+        raise ValueError(
+            f"{name} must be a finite number {expected.removeprefix('a number ')}, got {value!r}"
+        )
     return value
 
 

@@ -191,7 +191,9 @@ class FocalLoss(_ClassificationLoss):
         self.gamma = L.check_nonnegative("gamma", gamma)
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
-        return focal_loss(logits, labels, gamma=self.gamma, ignore_index=self.ignore_index, reduction=self.reduction)
+        return focal_loss(
+            logits, labels, gamma=self.gamma, ignore_index=self.ignore_index, reduction=self.reduction
+        )
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma:g}, ignore_index={self.ignore_index}, reduction={self.reduction!r}"

@@ -146,9 +146,9 @@ def _check_weights(params: Mapping[str, Any]) -> None:
 
 
 _RCE_A_HELP = (
-    "the reverse cross-entropy's stand-in for log 0, < 0; default log(1e-4) = {:.4g} as in the authors' public "
+    f"the reverse cross-entropy's stand-in for log 0, < 0; default log(1e-4) = {DEFAULT_RCE_A:.4g} as in the authors' public "
     "code (the paper's text says -4)"
-).format(DEFAULT_RCE_A)
+)
 
 LOSSES: dict[str, LossSpec] = {
     spec.loss_type: spec
@@ -380,7 +380,9 @@ def _owners(name: str) -> list[LossParam]:
     return [p for spec in LOSSES.values() if (p := spec.param(name)) is not None]
 
 
-def register_loss(spec: LossSpec, *, bibtex: Mapping[str, str] | None = None, replace: bool = False) -> LossSpec:
+def register_loss(
+    spec: LossSpec, *, bibtex: Mapping[str, str] | None = None, replace: bool = False
+) -> LossSpec:
     """Add ``spec`` to the registry (and its BibTeX entries to :data:`hf_squareloss.citations.BIBTEX`).
 
     Checked: the name (lower case, digits and ``_``, as it names ``--<loss_type>_<param>`` fields), that the
@@ -395,9 +397,7 @@ def register_loss(spec: LossSpec, *, bibtex: Mapping[str, str] | None = None, re
     if spec.outputs not in ("scores", "probabilities"):
         raise ValueError(f"{name}: outputs must be 'scores' or 'probabilities', got {spec.outputs!r}")
     signature = inspect.signature(spec.function).parameters
-    keywords = {
-        n for n, p in signature.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    }
+    keywords = {n for n, p in signature.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
     missing = [n for n in (*spec.hyperparameters, "ignore_index", "reduction") if n not in keywords]
     if missing:
         raise ValueError(f"{name}: the loss function takes no keyword argument(s) {missing}")
@@ -439,9 +439,7 @@ class LossConfig:
     """Where each hyper-parameter came from: ``"user"`` (given), ``"default"`` (the registry's) or a preset."""
 
     @classmethod
-    def resolve(
-        cls, loss_type: str, *, num_classes: int | None = None, **settings: Any
-    ) -> LossConfig:
+    def resolve(cls, loss_type: str, *, num_classes: int | None = None, **settings: Any) -> LossConfig:
         """Validate and fill in the hyper-parameters of ``loss_type``.
 
         ``settings`` are parameters by their keyword in the loss's schema (``k``, ``M``, ``preset`` for ``square``,

@@ -99,7 +99,7 @@ class LossArgumentsMixin:
     def check_loss_fields(self) -> None:
         """Validate every loss field that is set, also those of losses not chosen (a typo is never silent)."""
         get_loss_spec(self.loss_type)
-        for name, (loss_type, param) in loss_fields().items():
+        for name, (_, param) in loss_fields().items():
             value = getattr(self, name, None)
             if value is not None:
                 try:

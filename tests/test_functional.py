@@ -18,6 +18,11 @@ LOSS_FUNCTIONS = {
     "tce": hsl.tamed_cross_entropy,
     "softmax_mse": hsl.softmax_mse,
     "softmax_mae": hsl.softmax_mae,
+    "squentropy": hsl.squentropy,
+    "gce": hsl.generalized_cross_entropy,
+    "sce": hsl.symmetric_cross_entropy,
+    "nce_rce": hsl.nce_rce,
+    "focal": hsl.focal_loss,
 }
 
 
@@ -261,6 +266,17 @@ def test_all_ignored(name):
         ("ce", {"label_smoothing": 0.1}),
         ("softmax_mse", {}),
         ("softmax_mae", {}),
+        ("squentropy", {}),
+        ("gce", {"q": 0.7}),
+        ("gce", {"q": 0.05}),
+        ("gce", {"q": 1.0}),
+        ("sce", {"alpha": 0.1, "beta": 1.0}),
+        ("sce", {"alpha": 1.0, "beta": 0.5, "A": -4.0}),
+        ("nce_rce", {"alpha": 1.0, "beta": 1.0}),
+        ("nce_rce", {"alpha": 10.0, "beta": 0.1, "A": -2.0}),
+        ("focal", {"gamma": 0.0}),
+        ("focal", {"gamma": 0.5}),
+        ("focal", {"gamma": 2.0}),
     ],
 )
 def test_gradcheck(name, kwargs, reduction):
@@ -298,7 +314,7 @@ def _autocast_dtypes():
 
 
 @pytest.mark.parametrize("dtype", _autocast_dtypes())
-@pytest.mark.parametrize("name", ["square", "tce", "ce", "softmax_mse", "softmax_mae"])
+@pytest.mark.parametrize("name", list(LOSS_FUNCTIONS))
 def test_autocast_large_vocabulary_is_finite_and_float32(dtype, name):
     torch.manual_seed(0)
     C, N = 32_000, 64
@@ -402,12 +418,10 @@ def test_non_finite_logits(name, bad, column):
     logits = torch.randn(4, 3)
     logits[2, column] = bad
     labels = torch.tensor([0, 1, 2, 1])
-    bounded = name in (
-        "tce",
-        "softmax_mse",
-        "softmax_mae",
-    )  # TCE with alpha > 1 is bounded by 1 / (alpha - 1)
-    if bad == -float("inf") and name != "square" and (column != 2 or bounded):
+    # bounded when q_y = 0: TCE with alpha > 1 (by 1 / (alpha - 1)), GCE (by 1 / q), the softmax errors
+    bounded = name in ("tce", "softmax_mse", "softmax_mae", "gce")
+    raw_logits = hsl.get_loss_spec(name).raw_logits  # a square term on the logits: -inf is not a valid input
+    if bad == -float("inf") and not raw_logits and (column != 2 or bounded):
         # q = 0 for that class: a legitimate (if extreme) input whose loss is finite, so it is not flagged
         assert torch.isfinite(fn(logits, labels))
         return

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 import one_step
 from hinge_plugin import BIB, FORMULA, KEY, NAME, SPEC, hinge_loss
 
+
 def hinge_reference(logits, labels, weight, margin):
     """Independent per-item formula with Python loops."""
     out = []
@@ -68,7 +69,8 @@ def _data(n=10, c=4, seed=0):
 def test_the_throwaway_loss_is_what_it_says():
     logits, labels = _data()
     torch.testing.assert_close(
-        hinge_loss(logits, labels, weight=2.0, margin=0.5, reduction="none"), hinge_reference(logits, labels, 2.0, 0.5)
+        hinge_loss(logits, labels, weight=2.0, margin=0.5, reduction="none"),
+        hinge_reference(logits, labels, 2.0, 0.5),
     )
 
 
@@ -79,11 +81,15 @@ def test_registration_is_checked():
         register_loss(LossSpec("Hinge", hinge_loss, "scores", True, "t", "$x$"))
     with pytest.raises(ValueError, match="no keyword argument"):
         register_loss(
-            LossSpec(NAME, hinge_loss, "scores", True, "t", "$x$", params=(LossParam("scale", "s", default=1.0),))
+            LossSpec(
+                NAME, hinge_loss, "scores", True, "t", "$x$", params=(LossParam("scale", "s", default=1.0),)
+            )
         )
     with pytest.raises(ValueError, match="no BibTeX"):
         register_loss(LossSpec(NAME, hinge_loss, "scores", True, "t", "$x$", references=("nobody",)))
-    clash = LossSpec("tce_x", hinge_loss, "scores", True, "t", "$x$", params=(LossParam("weight", "w", field="tce_alpha"),))
+    clash = LossSpec(
+        "tce_x", hinge_loss, "scores", True, "t", "$x$", params=(LossParam("weight", "w", field="tce_alpha"),)
+    )
     with pytest.raises(ValueError, match="already used"):
         register_loss(clash)
     assert NAME not in LOSSES
@@ -97,7 +103,9 @@ def test_registry_resolves_records_and_validates(hinge):
     with pytest.raises(ValueError, match="margin must be a finite number > 0"):
         LossConfig.resolve(NAME, margin=-1)
     logits, labels = _data()
-    torch.testing.assert_close(config(logits, labels, reduction="sum"), hinge_reference(logits, labels, 1.0, 0.5).sum())
+    torch.testing.assert_close(
+        config(logits, labels, reduction="sum"), hinge_reference(logits, labels, 1.0, 0.5).sum()
+    )
     # its outputs are scores: read as they are (M = 1), no softmax
     torch.testing.assert_close(hsl.logits_to_scores(logits, config), logits)
     assert hsl.pipeline_kwargs(NAME) == {"function_to_apply": "none"}
@@ -168,10 +176,15 @@ def test_compute_loss_func_and_trainer(hinge, tmp_path):
     assert args.loss_type == NAME and args.hinge_margin == 0.25
     assert trainer.loss_function.config.params == {"weight": 1.0, "margin": 0.25}
     record = model.config.hf_squareloss
-    assert record["loss_type"] == NAME and record["margin"] == 0.25 and record["sources"]["weight"] == "default"
+    assert (
+        record["loss_type"] == NAME and record["margin"] == 0.25 and record["sources"]["weight"] == "default"
+    )
     model.save_pretrained(tmp_path / "ckpt")
     trainer.check_resume_compatible(tmp_path / "ckpt")
-    other = SquareLossTrainer(model=one_step.tiny_bert(), args=cls(output_dir=str(tmp_path), report_to=[], use_cpu=True, loss_type=NAME, hinge_margin=0.5))
+    other = SquareLossTrainer(
+        model=one_step.tiny_bert(),
+        args=cls(output_dir=str(tmp_path), report_to=[], use_cpu=True, loss_type=NAME, hinge_margin=0.5),
+    )
     with pytest.raises(ValueError, match=r"trained with hinge \(weight=1, margin=0.25\)"):
         other.check_resume_compatible(tmp_path / "ckpt")
 
@@ -184,9 +197,10 @@ def test_speechbrain_logits_loss(hinge):
     targets = torch.randint(0, 4, (2, 5), generator=g)
     length = torch.tensor([1.0, 0.6])  # the second utterance has 3 counted frames
     got = logits_loss(logits, targets, length, reduction="sum", loss_type=NAME, margin=2.0)
-    expected = hinge_reference(logits[0], targets[0], 1.0, 2.0).sum() + hinge_reference(
-        logits[1, :3], targets[1, :3], 1.0, 2.0
-    ).sum()
+    expected = (
+        hinge_reference(logits[0], targets[0], 1.0, 2.0).sum()
+        + hinge_reference(logits[1, :3], targets[1, :3], 1.0, 2.0).sum()
+    )
     torch.testing.assert_close(got, expected)
     module = LogitsLoss(NAME, num_classes=4, margin=2.0, reduction="sum")
     torch.testing.assert_close(module(logits, targets, length), expected)
@@ -197,7 +211,9 @@ def test_demo_and_compare_offer_it(hinge):
 
     parser = build_parser()
     assert parser.parse_args(["demo", "--losses", NAME]).losses == [NAME]
-    ns = parser.parse_args(["compare", "--output_dir", "o", "--model_name_or_path", "m", "--tasks", "mrpc", "--losses", "all"])
+    ns = parser.parse_args(
+        ["compare", "--output_dir", "o", "--model_name_or_path", "m", "--tasks", "mrpc", "--losses", "all"]
+    )
     from hf_squareloss.compare.command import _spec
 
     assert NAME in _spec(ns).losses

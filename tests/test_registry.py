@@ -163,7 +163,11 @@ def test_every_loss_has_bibtex_or_is_ce():
 def test_parameters_are_the_chosen_losss_own():
     assert LossConfig.resolve("sce", alpha=0.5).params["alpha"] == 0.5
     assert LossConfig.resolve("tce", alpha=0.5).params == {"alpha": 0.5}
-    assert LossConfig.resolve("nce_rce", alpha=2.0, beta=0.5, A=-4).params == {"alpha": 2.0, "beta": 0.5, "A": -4.0}
+    assert LossConfig.resolve("nce_rce", alpha=2.0, beta=0.5, A=-4).params == {
+        "alpha": 2.0,
+        "beta": 0.5,
+        "A": -4.0,
+    }
     # another loss's parameter is validated, then ignored
     assert LossConfig.resolve("ce", q=0.5).params == {"label_smoothing": 0.0}
     with pytest.raises(ValueError, match=r"q must be a finite number in \(0, 1\]"):
@@ -198,11 +202,19 @@ def test_a_parameter_not_given_is_recorded_as_a_default():
 
 
 def test_records_saved_before_per_parameter_sources_still_load():
-    old = {"loss_type": "tce", "alpha": 1.5, "source": "user", "num_classes": 2, "hf_squareloss_version": "0.1.0"}
+    old = {
+        "loss_type": "tce",
+        "alpha": 1.5,
+        "source": "user",
+        "num_classes": 2,
+        "hf_squareloss_version": "0.1.0",
+    }
     config = LossConfig.from_dict(old)
     assert config.params == {"alpha": 1.5} and config.source == "user" and config.sources == {"alpha": "user"}
     assert config.same_loss(LossConfig.resolve("tce"))
-    square = LossConfig.from_dict({"loss_type": "square", "k": 15.0, "M": 30.0, "source": "preset librispeech"})
+    square = LossConfig.from_dict(
+        {"loss_type": "square", "k": 15.0, "M": 30.0, "source": "preset librispeech"}
+    )
     assert square.sources == {"k": "preset librispeech", "M": "preset librispeech"}
     ce = LossConfig.from_dict({"loss_type": "ce", "label_smoothing": 0.0, "source": "user"})
     assert ce.same_loss(LossConfig.resolve("ce"))

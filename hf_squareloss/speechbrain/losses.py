@@ -178,9 +178,7 @@ def logits_loss(
     """
     where = f"logits_loss[{loss_type}]"
     num_classes = logits.shape[-1] if isinstance(logits, Tensor) and logits.dim() >= 1 else None
-    config = LossConfig.resolve(
-        loss_type, num_classes=num_classes, label_smoothing=label_smoothing, **params
-    )
+    config = LossConfig.resolve(loss_type, num_classes=num_classes, label_smoothing=label_smoothing, **params)
     return _registered_loss(config, logits, targets, length, allowed_len_diff, reduction, where)
 
 
