@@ -297,12 +297,42 @@ def test_cli_parser_has_help_for_every_loss_field():
     help_text = parser.format_help()
     for flag in ("--loss_type", "--square_k", "--square_m", "--square_preset", "--tce_alpha"):
         assert flag in help_text
+    for flag in ("--gce_q", "--sce_alpha", "--sce_beta", "--sce_a", "--nce_rce_alpha", "--focal_gamma"):
+        assert flag in help_text
+    (args,) = parser.parse_args_into_dataclasses(
+        ["--output_dir", "x", "--loss_type", "sce", "--sce_alpha", "1", "--sce_a", "-4", "--tce_alpha", "0.5"]
+    )
+    assert args.loss_config(10).params == {"alpha": 1.0, "beta": 1.0, "A": -4.0}
     (args,) = parser.parse_args_into_dataclasses(
         ["--output_dir", "x", "--loss_type", "tce", "--tce_alpha", "1"]
     )
     assert args.loss_type == "tce" and args.tce_alpha == 1.0
     with pytest.raises(SystemExit):
         parser.parse_args_into_dataclasses(["--output_dir", "x", "--loss_type", "hinge"])
+
+
+def test_loss_record_says_which_parameters_were_given(tmp_path):
+    model = one_step.tiny_bert()
+    SquareLossTrainer(model=model, args=SquareLossTrainingArguments(**_args(tmp_path, loss_type="tce")))
+    record = model.config.hf_squareloss
+    assert record["alpha"] == 1.5 and record["source"] == "default" and record["sources"] == {"alpha": "default"}
+    SquareLossTrainer(model=model, args=SquareLossTrainingArguments(**_args(tmp_path)), loss_type="sce", sce_beta=2.0)
+    record = model.config.hf_squareloss
+    assert record["beta"] == 2.0 and record["sources"] == {"alpha": "default", "beta": "user", "A": "default"}
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"loss_type": "ce", "gce_q": 0.0}, "--gce_q: q must be"),  # the field of a loss not chosen
+        ({"loss_type": "sce", "sce_alpha": 0.0, "sce_beta": 0.0}, "both 0"),
+        ({"loss_type": "focal", "focal_gamma": -1.0}, "gamma must be"),
+        ({"loss_type": "gce", "label_smoothing_factor": 0.1}, "cannot be honoured"),
+    ],
+)
+def test_invalid_new_loss_arguments_fail_in_post_init(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SquareLossTrainingArguments(**_args(tmp_path, **kwargs))
 
 
 def test_label_smoothing_is_honoured_by_ce(tmp_path):

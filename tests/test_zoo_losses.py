@@ -326,3 +326,26 @@ def test_registry_calls_the_same_function(name, kw):
 def test_bad_hyper_parameters(call, match):
     with pytest.raises(ValueError, match=match):
         call(torch.randn(4, 3), torch.tensor([0, 1, 2, 1]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# through the Trainer, on real model heads
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("head", ["sequence", "token", "multiple_choice"])
+@pytest.mark.parametrize("name", list(FUNCTIONS))
+def test_trainer_heads_use_the_new_losses(tmp_path, head, name):
+    from test_trainer import _args, _heads
+
+    from hf_squareloss import SquareLossTrainer, SquareLossTrainingArguments
+
+    model, inputs, labels, num_classes = _heads()[head]
+    model.eval()
+    trainer = SquareLossTrainer(model=model, args=SquareLossTrainingArguments(**_args(tmp_path, loss_type=name)))
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, {**inputs, "labels": labels}, num_items_in_batch=torch.tensor(5))
+        logits = model(**inputs).logits
+    defaults = LossConfig.resolve(name).params
+    flat_logits, flat_labels = logits.reshape(-1, num_classes), labels.reshape(-1)
+    expected = reference(name, flat_logits, flat_labels, **defaults).sum() / 5
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=1e-6)
+    assert model.config.hf_squareloss["loss_type"] == name

@@ -7,7 +7,8 @@ on CUDA from ``torch.cuda.max_memory_allocated``, on CPU from the growth of the 
 (``VmHWM``) in a fresh subprocess per measurement, so that no memory cached by an earlier step hides anything. Logits and labels are inputs; the gradient of the logits
 (``N x C``) is part of every loss's peak.
 
-    python recipes/benchmarks/bench_losses.py                      # N=8192, C in {2, 48, 1000, 32000}, CPU
+    python recipes/benchmarks/bench_losses.py                      # N=8192, C in {2, 48, 1000, 32000}, CPU, all losses
+    python recipes/benchmarks/bench_losses.py --losses squentropy gce sce nce_rce focal --classes 1000 32000
     python recipes/benchmarks/bench_losses.py --device cuda --dtype bfloat16 --autocast
 """
 
@@ -167,6 +168,15 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     p.add_argument("--json", default=None, help="also write the table as JSON here")
+    p.add_argument(
+        "--target",
+        type=float,
+        default=1.5,
+        help="time-ratio target: no loss slower than this times F.cross_entropy ... (default: %(default)s)",
+    )
+    p.add_argument(
+        "--target-from", type=int, default=1000, help="... from this many classes on (default: %(default)s)"
+    )
     p.add_argument("--_memory-probe", dest="probe", default=None, help=argparse.SUPPRESS)
     ns = p.parse_args(argv)
     dtype = getattr(torch, ns.dtype)
@@ -204,6 +214,15 @@ def main(argv=None) -> int:
             rows.append(row)
             mem_cols = f"{row['peak_MB']:9.1f} | {row['mem_ratio']:9.2f}" if mems else f"{'-':>9} | {'-':>9}"
             print(f"| {c:>6} | {name:<12} | {row['ms']:10.2f} | {row['time_ratio']:10.2f} | {mem_cols} |")
+    checked = [r for r in rows if r["C"] >= ns.target_from and r["loss"] != names[0]]
+    if checked:
+        missed = [r for r in checked if r["time_ratio"] > ns.target]
+        worst = max(checked, key=lambda r: r["time_ratio"])
+        print(
+            f"\ntarget: every loss <= {ns.target:g}x F.cross_entropy's time from C = {ns.target_from}: "
+            + ("met" if not missed else "MISSED by " + ", ".join(f"{r['loss']} at C={r['C']}" for r in missed))
+            + f" (slowest: {worst['loss']} at C={worst['C']}, {worst['time_ratio']:.2f}x)"
+        )
     if ns.json:
         with open(ns.json, "w") as fh:
             json.dump(
