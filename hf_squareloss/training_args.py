@@ -152,7 +152,14 @@ def training_arguments_class(name: str = "SquareLossTrainingArguments") -> type:
         },
     )
     cls.__module__ = __name__
+    if name in globals():  # built again after import: give it its own reachable name, so that it pickles
+        _rebuilt.append(cls)
+        cls.__qualname__ = f"{name}_rebuilt_{len(_rebuilt)}"
+        globals()[cls.__qualname__] = cls
     return cls
+
+
+_rebuilt: list[type] = []
 
 
 def loss_argument_names(cls: type | None = None) -> list[str]:

@@ -6,6 +6,7 @@ The throwaway loss is a weighted multi-class hinge loss (Crammer & Singer), defi
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -126,6 +127,9 @@ def test_training_arguments_have_its_fields(hinge):
     assert args.loss_config(4).params == {"weight": 3.0, "margin": 1.0}
     with pytest.raises(ValueError, match="--hinge_margin: margin must be"):
         cls(output_dir="x", loss_type="ce", hinge_margin=0.0, report_to=[])
+    # the Trainer pickles its arguments into every checkpoint (training_args.bin)
+    again = pickle.loads(pickle.dumps(args))
+    assert type(again) is cls and again.hinge_weight == 3.0
 
 
 def test_the_import_time_class_is_built_from_the_registry():
