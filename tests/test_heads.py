@@ -69,8 +69,22 @@ def _reference_mean(loss_type: str, logits: torch.Tensor, labels: torch.Tensor) 
         per = (k * ((f * onehot).sum(-1) - M) ** 2 + (f**2 * (1 - onehot)).sum(-1)) / C
     elif loss_type == "softmax_mse":
         per = ((q - onehot) ** 2).sum(-1)
-    else:
+    elif loss_type == "softmax_mae":
         per = (q - onehot).abs().sum(-1)
+    elif loss_type == "squentropy":
+        per = -torch.log(q_y) + (f**2 * (1 - onehot)).sum(-1) / (C - 1)
+    elif loss_type == "gce":
+        per = (1 - q_y**0.7) / 0.7
+    elif loss_type in ("sce", "nce_rce"):
+        rce = -(q * torch.log(onehot.clamp(1e-4, 1.0))).sum(-1)
+        if loss_type == "sce":
+            per = 0.1 * -torch.log(q_y) + rce
+        else:
+            per = torch.log(q_y) / torch.log(q).sum(-1) + rce
+    elif loss_type == "focal":
+        per = -((1 - q_y) ** 2) * torch.log(q_y)
+    else:
+        raise KeyError(f"no reference formula for {loss_type!r}")
     return per.mean()
 
 
