@@ -315,8 +315,12 @@ def test_loss_record_says_which_parameters_were_given(tmp_path):
     model = one_step.tiny_bert()
     SquareLossTrainer(model=model, args=SquareLossTrainingArguments(**_args(tmp_path, loss_type="tce")))
     record = model.config.hf_squareloss
-    assert record["alpha"] == 1.5 and record["source"] == "default" and record["sources"] == {"alpha": "default"}
-    SquareLossTrainer(model=model, args=SquareLossTrainingArguments(**_args(tmp_path)), loss_type="sce", sce_beta=2.0)
+    assert (
+        record["alpha"] == 1.5 and record["source"] == "default" and record["sources"] == {"alpha": "default"}
+    )
+    SquareLossTrainer(
+        model=model, args=SquareLossTrainingArguments(**_args(tmp_path)), loss_type="sce", sce_beta=2.0
+    )
     record = model.config.hf_squareloss
     assert record["beta"] == 2.0 and record["sources"] == {"alpha": "default", "beta": "user", "A": "default"}
 

@@ -340,7 +340,9 @@ def test_trainer_heads_use_the_new_losses(tmp_path, head, name):
 
     model, inputs, labels, num_classes = _heads()[head]
     model.eval()
-    trainer = SquareLossTrainer(model=model, args=SquareLossTrainingArguments(**_args(tmp_path, loss_type=name)))
+    trainer = SquareLossTrainer(
+        model=model, args=SquareLossTrainingArguments(**_args(tmp_path, loss_type=name))
+    )
     with torch.no_grad():
         loss = trainer.compute_loss(model, {**inputs, "labels": labels}, num_items_in_batch=torch.tensor(5))
         logits = model(**inputs).logits

@@ -220,7 +220,11 @@ def main(argv=None) -> int:
         worst = max(checked, key=lambda r: r["time_ratio"])
         print(
             f"\ntarget: every loss <= {ns.target:g}x F.cross_entropy's time from C = {ns.target_from}: "
-            + ("met" if not missed else "MISSED by " + ", ".join(f"{r['loss']} at C={r['C']}" for r in missed))
+            + (
+                "met"
+                if not missed
+                else "MISSED by " + ", ".join(f"{r['loss']} at C={r['C']}" for r in missed)
+            )
             + f" (slowest: {worst['loss']} at C={worst['C']}, {worst['time_ratio']:.2f}x)"
         )
     if ns.json:
