@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 REDUCTIONS = ("none", "sum", "mean")
+DEFAULT_TCE_ALPHA = 1.5
+"""The TCE paper's best trade-off, the default ``alpha`` everywhere."""
 _INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 
@@ -362,7 +364,7 @@ def tamed_cross_entropy(
     logits: Tensor,
     labels: Tensor,
     *,
-    alpha: float = 1.5,
+    alpha: float = DEFAULT_TCE_ALPHA,
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> Tensor:

@@ -54,7 +54,9 @@ class SquareLoss(_ClassificationLoss):
 class TamedCrossEntropyLoss(_ClassificationLoss):
     """Tamed Cross Entropy; see :func:`hf_squareloss.tamed_cross_entropy`."""
 
-    def __init__(self, alpha: float = 1.5, ignore_index: int = -100, reduction: str = "mean") -> None:
+    def __init__(
+        self, alpha: float = L.DEFAULT_TCE_ALPHA, ignore_index: int = -100, reduction: str = "mean"
+    ) -> None:
         super().__init__(ignore_index, reduction)
         self.alpha = L.check_alpha(alpha)
 

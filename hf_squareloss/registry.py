@@ -41,7 +41,7 @@ __all__ = [
     "select_losses",
 ]
 
-DEFAULT_TCE_ALPHA = 1.5
+DEFAULT_TCE_ALPHA = L.DEFAULT_TCE_ALPHA
 
 USER = "user"
 DEFAULT = "default"

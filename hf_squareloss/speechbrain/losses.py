@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..functional import check_alpha, check_label_smoothing, tame
+from ..functional import DEFAULT_TCE_ALPHA, check_alpha, check_label_smoothing, tame
 from ..registry import LossConfig
 from .masking import (
     absolute_lengths,
@@ -326,7 +326,7 @@ def tamed_nll_loss(
     weight: Tensor | None = None,
     reduction: str = "mean",
     *,
-    alpha: float = 1.5,
+    alpha: float = DEFAULT_TCE_ALPHA,
 ) -> Tensor:
     r"""Tamed Cross Entropy on log-probabilities: a drop-in for ``speechbrain.nnet.losses.nll_loss``.
 
