@@ -140,7 +140,7 @@ def test_the_import_time_class_is_built_from_the_registry():
 
     base = {f.name for f in fields(TrainingArguments)}
     ours = {f.name: f for f in fields(hsl.SquareLossTrainingArguments) if f.name not in base}
-    assert set(ours) == {"loss_type"} | (set(loss_fields()) - base)
+    assert set(ours) == {"loss_type", "loss_from_hidden_states"} | (set(loss_fields()) - base)
     for name, (_, param) in loss_fields().items():
         if name in ours:
             assert param.help in ours[name].metadata["help"]
@@ -236,4 +236,4 @@ def test_model_card_gives_its_formula_and_citation(hinge):
     assert FORMULA in card
     assert "@article{crammer2001algorithmic" in card
     assert "multi-class hinge loss (Crammer & Singer, 2001)" in card
-    assert "weight = 2 (user)" in card and "margin = 1 (default)" in card
+    assert "weight = 2, margin = 1 (source: weight: user, margin: default)" in card
