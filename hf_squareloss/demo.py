@@ -328,14 +328,27 @@ def _plot(rows: list[dict[str, Any]], cfg: DemoConfig, path: str) -> None:
 def run_demo(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
     """Run every (noise rate, loss, seed) and write ``results.json``, ``results.md``, ``results.png`` and
     ``calibration.png``."""
-    from tqdm.auto import tqdm
     from transformers.utils import logging as hf_logging
 
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     hf_logging.set_verbosity_error()
-    logging.getLogger("hf_squareloss").setLevel(logging.WARNING)
+    # the demo prints its own line per run; the trainer's "trains with" line would repeat it for every run
+    quiet = ("hf_squareloss", "hf_squareloss.trainer")
+    saved = {name: logging.getLogger(name).level for name in quiet}
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        return _run_grid(cfg, progress)
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _run_grid(cfg: DemoConfig, progress: bool) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
     os.makedirs(cfg.output_dir, exist_ok=True)
     data = load_digits_splits(cfg.test_fraction)
     grid = [(rate, loss, seed) for rate in cfg.noise_rates for loss in cfg.losses for seed in cfg.seeds]

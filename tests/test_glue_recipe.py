@@ -281,6 +281,9 @@ def test_interrupted_run_resumes_from_its_checkpoint(
         ValueError, match=r"interrupted run with other settings \(training.loss_type: 'square' -> 'ce'"
     ):
         main([*argv, "--loss_type", "ce"])
+    # every loss field of the registry is part of the check, also those of losses added after the recipe
+    with pytest.raises(ValueError, match=r"other settings \(training.focal_gamma: None -> 3.0\)"):
+        main([*argv, "--focal_gamma", "3"])
 
     summary = main(argv)
     assert "resuming the interrupted run from" in capsys.readouterr().out

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..registry import loss_fields
 from ..training_args import SquareLossTrainingArguments
 from .arguments import DataTrainingArguments, LabelNoiseArguments, ModelArguments, ProtocolArguments
 from .outputs import RUN_ARGS_FILE, best_eval_entry, read_json
@@ -31,12 +32,8 @@ _RESUME_KEYS = {
     ),
     "label_noise": ("label_noise", "label_noise_type", "label_noise_exact", "noise_seed"),
     "protocol": ("protocol", "early_stopping_patience", "reference_run", "reference_epochs"),
+    # plus the loss: "loss_type" and every loss field of the registry (see check_resumable)
     "training": (
-        "loss_type",
-        "square_k",
-        "square_m",
-        "square_preset",
-        "tce_alpha",
         "label_smoothing_factor",
         "seed",
         "data_seed",
@@ -103,15 +100,19 @@ def check_resumable(
     output_dir: Path, new_args: dict[str, Any], resume_keys: dict[str, tuple[str, ...]] | None = None
 ) -> None:
     """Refuse to continue an interrupted run in ``output_dir`` with different settings (``resume_keys``: the
-    settings per section of ``run_args.json`` that must match; default: the GLUE recipe's)."""
+    settings per section of ``run_args.json`` that must match; default: the GLUE recipe's). The loss settings,
+    ``loss_type`` and every loss field of the registry, are always part of the ``training`` section."""
     path = output_dir / RUN_ARGS_FILE
     if not path.is_file():
         return
     old = read_json(path)
+    sections = dict(resume_keys or _RESUME_KEYS)
+    # the loss settings come from the registry, so a loss added there is checked too
+    sections["training"] = ("loss_type", *loss_fields(), *sections.get("training", ()))
     changed = [
         f"{section}.{key}: {old.get(section, {}).get(key)!r} -> {new_args[section].get(key)!r}"
-        for section, keys in (resume_keys or _RESUME_KEYS).items()
-        for key in keys
+        for section, keys in sections.items()
+        for key in dict.fromkeys(keys)
         if old.get(section, {}).get(key) != new_args[section].get(key)
     ]
     if changed:

@@ -79,12 +79,8 @@ RESUME_KEYS: dict[str, tuple[str, ...]] = {
         "lr_milestones",
         "lr_decay",
     ),
+    # plus the loss: "loss_type" and every loss field of the registry (added by check_resumable)
     "training": (
-        "loss_type",
-        "square_k",
-        "square_m",
-        "square_preset",
-        "tce_alpha",
         "label_smoothing_factor",
         "seed",
         "data_seed",
