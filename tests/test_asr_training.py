@@ -167,6 +167,7 @@ def test_timit_recipe_one_epoch(tmp_path):
         "k": 1.0,
         "M": 15.0,
         "source": "preset timit (Hui & Belkin)",
+        "sources": {"k": "preset timit (Hui & Belkin)", "M": "preset timit (Hui & Belkin)"},
     }
     assert "test_per" in results and "valid_greedy_per" in results and "test_cer" not in results
 
