@@ -14,12 +14,13 @@ touched: corrupt the training split, never the evaluation one.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["NOISE_TYPES", "LabelNoise", "add_label_noise", "corrupt_labels"]
+__all__ = ["NOISE_TYPES", "LabelNoise", "add_label_noise", "corrupt_labels", "true_label_stays_most_likely"]
 
 NOISE_TYPES = ("symmetric", "pair", "uniform")
 
@@ -59,14 +60,38 @@ class LabelNoise:
             return self.rate * (self.num_classes - 1) / self.num_classes
         return self.rate
 
+    @property
+    def true_label_most_likely(self) -> bool:
+        """See :func:`true_label_stays_most_likely`."""
+        return true_label_stays_most_likely(self.rate, self.noise_type, self.num_classes)
+
     def to_dict(self, with_indices: bool = True) -> dict[str, Any]:
         out = asdict(self)
+        out["true_label_most_likely"] = self.true_label_most_likely
         out["num_flipped"] = self.num_flipped
         out["realised_rate"] = self.realised_rate
         out["expected_flip_rate"] = self.expected_flip_rate
         if not with_indices:
             out.pop("flipped_indices")
         return out
+
+
+def true_label_stays_most_likely(rate: float, noise_type: str, num_classes: int) -> bool:
+    """Whether, for every class, the observed label is still most often the true one.
+
+    For an item of class ``y`` the observed label is ``y`` with probability ``1 - rate`` (``1 - rate + rate / C``
+    for ``uniform``); each other class gets ``rate / (C - 1)`` (``symmetric``), ``rate`` for ``y + 1`` (``pair``) or
+    ``rate / C`` (``uniform``). So the true label stays the most likely one when ``rate < (C - 1) / C``
+    (``symmetric``), ``rate < 1/2`` (``pair``) or ``rate < 1`` (``uniform``). Beyond that, a classifier that fits
+    the noisy labels best learns a permutation of the task, whatever its loss: with two classes, symmetric noise
+    at 0.8 turns the task into its opposite.
+    """
+    rate = _check(rate, noise_type, num_classes)
+    if noise_type == "symmetric":
+        return rate * num_classes < num_classes - 1
+    if noise_type == "pair":
+        return rate < 0.5
+    return rate < 1.0
 
 
 def _check(rate: float, noise_type: str, num_classes: int) -> float:
@@ -98,6 +123,13 @@ def corrupt_labels(
     ``uniform`` redraws it from all classes (see the module docstring).
     """
     rate = _check(rate, noise_type, num_classes)
+    if not true_label_stays_most_likely(rate, noise_type, num_classes):
+        warnings.warn(
+            f"{noise_type} label noise at rate {rate} with {num_classes} classes makes a wrong label more likely "
+            "than the true one: the best fit to the noisy labels is a permutation of the task, whatever the loss "
+            f"(see hf_squareloss.noise.true_label_stays_most_likely)",
+            stacklevel=2,
+        )
     clean = np.asarray(labels)
     if clean.ndim != 1 or not np.issubdtype(clean.dtype, np.integer):
         raise ValueError(

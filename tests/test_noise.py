@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_squareloss.noise import LabelNoise, add_label_noise, corrupt_labels
+from hf_squareloss.noise import LabelNoise, add_label_noise, corrupt_labels, true_label_stays_most_likely
 
 
 def _labels(n: int, num_classes: int, seed: int = 123) -> np.ndarray:
@@ -226,3 +227,44 @@ def test_symmetric_and_pair_replace_exactly_what_they_flip() -> None:
     for noise_type in ("symmetric", "pair"):
         _, report = corrupt_labels(clean, 3, 0.3, noise_type=noise_type, seed=2)
         assert report.num_replaced == report.num_flipped and report.expected_flip_rate == 0.3
+
+
+@pytest.mark.parametrize(
+    ("noise_type", "num_classes", "rate"),
+    [
+        ("symmetric", 2, 0.4),
+        ("symmetric", 2, 0.6),
+        ("symmetric", 2, 0.8),
+        ("symmetric", 10, 0.8),
+        ("symmetric", 10, 0.95),
+        ("pair", 10, 0.4),
+        ("pair", 10, 0.6),
+        ("uniform", 2, 0.8),
+        ("uniform", 10, 0.99),
+    ],
+)
+def test_true_label_stays_most_likely_matches_the_observed_label_counts(
+    noise_type: str, num_classes: int, rate: float
+) -> None:
+    """Counted, not derived: corrupt many copies of class 0 and see which label is seen most."""
+    labels = np.zeros(200_000, dtype=np.int64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        noisy, report = corrupt_labels(labels, num_classes, rate, noise_type=noise_type, seed=3)
+    counts = np.bincount(noisy, minlength=num_classes)
+    observed = bool(counts[0] > counts[1:].max())
+    assert true_label_stays_most_likely(rate, noise_type, num_classes) is observed
+    assert report.true_label_most_likely is observed
+    assert report.to_dict()["true_label_most_likely"] is observed
+    permuting = [w for w in caught if "more likely than the true one" in str(w.message)]
+    assert len(permuting) == (0 if observed else 1)
+
+
+def test_true_label_stays_most_likely_at_the_boundary_and_on_bad_input() -> None:
+    assert true_label_stays_most_likely(0.5, "symmetric", 2) is False  # a tie is not "most likely"
+    assert true_label_stays_most_likely(0.9, "symmetric", 10) is False
+    assert true_label_stays_most_likely(0.89, "symmetric", 10) is True
+    assert true_label_stays_most_likely(0.5, "pair", 3) is False
+    assert true_label_stays_most_likely(1.0, "uniform", 3) is False
+    with pytest.raises(ValueError, match="rate"):
+        true_label_stays_most_likely(1.5, "symmetric", 2)
