@@ -6,8 +6,10 @@ from torch import Tensor, nn
 
 from . import functional as L
 from .losses import focal_loss, generalized_cross_entropy, nce_rce, squentropy, symmetric_cross_entropy
+from .losses.focal import DEFAULT_FOCAL_GAMMA
 from .losses.gce import DEFAULT_GCE_Q
-from .losses.sce import DEFAULT_RCE_A, check_weights
+from .losses.nce_rce import DEFAULT_NCE_RCE_ALPHA, DEFAULT_NCE_RCE_BETA
+from .losses.sce import DEFAULT_RCE_A, DEFAULT_SCE_ALPHA, DEFAULT_SCE_BETA, check_weights
 
 __all__ = [
     "CrossEntropyLoss",
@@ -130,8 +132,8 @@ class SymmetricCrossEntropyLoss(_ClassificationLoss):
 
     def __init__(
         self,
-        alpha: float = 0.1,
-        beta: float = 1.0,
+        alpha: float = DEFAULT_SCE_ALPHA,
+        beta: float = DEFAULT_SCE_BETA,
         A: float = DEFAULT_RCE_A,
         ignore_index: int = -100,
         reduction: str = "mean",
@@ -160,8 +162,8 @@ class NCERCELoss(_ClassificationLoss):
 
     def __init__(
         self,
-        alpha: float = 1.0,
-        beta: float = 1.0,
+        alpha: float = DEFAULT_NCE_RCE_ALPHA,
+        beta: float = DEFAULT_NCE_RCE_BETA,
         A: float = DEFAULT_RCE_A,
         ignore_index: int = -100,
         reduction: str = "mean",
@@ -188,7 +190,9 @@ class NCERCELoss(_ClassificationLoss):
 class FocalLoss(_ClassificationLoss):
     """Focal loss; see :func:`hf_squareloss.focal_loss`."""
 
-    def __init__(self, gamma: float = 2.0, ignore_index: int = -100, reduction: str = "mean") -> None:
+    def __init__(
+        self, gamma: float = DEFAULT_FOCAL_GAMMA, ignore_index: int = -100, reduction: str = "mean"
+    ) -> None:
         super().__init__(ignore_index, reduction)
         self.gamma = L.check_nonnegative("gamma", gamma)
 

@@ -25,8 +25,10 @@ from torch import Tensor
 from . import functional as L
 from .citations import BIBTEX
 from .losses import focal_loss, generalized_cross_entropy, nce_rce, squentropy, symmetric_cross_entropy
+from .losses.focal import DEFAULT_FOCAL_GAMMA
 from .losses.gce import DEFAULT_GCE_Q
-from .losses.sce import DEFAULT_RCE_A, check_weights
+from .losses.nce_rce import DEFAULT_NCE_RCE_ALPHA, DEFAULT_NCE_RCE_BETA
+from .losses.sce import DEFAULT_RCE_A, DEFAULT_SCE_ALPHA, DEFAULT_SCE_BETA, check_weights
 from .presets import SQUARE_LOSS_PRESETS, preset_names, preset_rule, square_loss_preset
 
 __all__ = [
@@ -275,12 +277,15 @@ LOSSES: dict[str, LossSpec] = {
             function=symmetric_cross_entropy,
             params=(
                 LossParam(
-                    "alpha", "weight >= 0 of the cross-entropy", default=0.1, check=L.check_nonnegative
+                    "alpha",
+                    "weight >= 0 of the cross-entropy",
+                    default=DEFAULT_SCE_ALPHA,
+                    check=L.check_nonnegative,
                 ),
                 LossParam(
                     "beta",
                     "weight >= 0 of the reverse cross-entropy",
-                    default=1.0,
+                    default=DEFAULT_SCE_BETA,
                     check=L.check_nonnegative,
                 ),
                 LossParam("A", _RCE_A_HELP, default=DEFAULT_RCE_A, check=L.check_negative),
@@ -302,13 +307,13 @@ LOSSES: dict[str, LossSpec] = {
                 LossParam(
                     "alpha",
                     "weight >= 0 of the normalized cross-entropy",
-                    default=1.0,
+                    default=DEFAULT_NCE_RCE_ALPHA,
                     check=L.check_nonnegative,
                 ),
                 LossParam(
                     "beta",
                     "weight >= 0 of the reverse cross-entropy",
-                    default=1.0,
+                    default=DEFAULT_NCE_RCE_BETA,
                     check=L.check_nonnegative,
                 ),
                 LossParam("A", _RCE_A_HELP, default=DEFAULT_RCE_A, check=L.check_negative),
@@ -329,8 +334,8 @@ LOSSES: dict[str, LossSpec] = {
             params=(
                 LossParam(
                     "gamma",
-                    "focusing exponent >= 0 (0 is cross-entropy); 2 is the paper's setting",
-                    default=2.0,
+                    f"focusing exponent >= 0 (0 is cross-entropy); {DEFAULT_FOCAL_GAMMA:g} is the paper's setting",
+                    default=DEFAULT_FOCAL_GAMMA,
                     check=L.check_nonnegative,
                 ),
             ),

@@ -46,6 +46,36 @@ def test_spec_is_consistent_with_its_function(loss_type):
     assert spec.formula.startswith("$")
 
 
+_MODULES = {
+    "ce": hsl.CrossEntropyLoss,
+    "square": hsl.SquareLoss,
+    "tce": hsl.TamedCrossEntropyLoss,
+    "softmax_mse": hsl.SoftmaxMSELoss,
+    "softmax_mae": hsl.SoftmaxMAELoss,
+    "squentropy": hsl.SquentropyLoss,
+    "gce": hsl.GeneralizedCrossEntropyLoss,
+    "sce": hsl.SymmetricCrossEntropyLoss,
+    "nce_rce": hsl.NCERCELoss,
+    "focal": hsl.FocalLoss,
+}
+
+
+@pytest.mark.parametrize("loss_type", loss_types())
+def test_module_wrapper_has_the_registrys_parameters_and_defaults(loss_type):
+    spec = get_loss_spec(loss_type)
+    params = inspect.signature(_MODULES[loss_type].__init__).parameters
+    assert set(params) - {"self", "ignore_index", "reduction"} == set(spec.hyperparameters)
+    for param in spec.params:
+        if not param.setting and param.default is not None:
+            assert params[param.name].default == param.default, param.name
+    module = _MODULES[loss_type]()  # and the module computes what the function computes, with those defaults
+    logits, labels = torch.randn(6, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 1, -100])
+    defaults = {p.name: p.default for p in spec.params if not p.setting and p.default is not None}
+    if loss_type == "square":
+        defaults = {"k": 1.0, "M": 1.0}
+    torch.testing.assert_close(module(logits, labels), spec.function(logits, labels, **defaults))
+
+
 def test_no_second_list_of_loss_types_in_the_package():
     """Only registry.py knows every loss type: no other module holds a literal, or a text, naming them all."""
     root = Path(hsl.__file__).parent

@@ -7,14 +7,17 @@ from torch import Tensor
 
 from ..functional import _finish, _flatten, _nll, _reduce, check_nonnegative
 
-__all__ = ["focal_loss"]
+__all__ = ["DEFAULT_FOCAL_GAMMA", "focal_loss"]
+
+DEFAULT_FOCAL_GAMMA = 2.0
+"""The focusing exponent of the paper."""
 
 
 def focal_loss(
     logits: Tensor,
     labels: Tensor,
     *,
-    gamma: float = 2.0,
+    gamma: float = DEFAULT_FOCAL_GAMMA,
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> Tensor:

@@ -9,7 +9,11 @@ from ..functional import _compute_dtype, _finish, _flatten, _reduce, check_negat
 from ._fused import differentiable_grad, finite_log_sum_exp
 from .sce import DEFAULT_RCE_A, check_weights, reverse_cross_entropy_of_nll
 
-__all__ = ["nce_rce"]
+__all__ = ["DEFAULT_NCE_RCE_ALPHA", "DEFAULT_NCE_RCE_BETA", "nce_rce"]
+
+DEFAULT_NCE_RCE_ALPHA = 1.0
+DEFAULT_NCE_RCE_BETA = 1.0
+"""The weights of NCE and RCE: the paper's CIFAR-10 setting."""
 
 
 def _per_item(x: Tensor, target: Tensor, valid: Tensor, alpha: float, beta: float, A: float) -> Tensor:
@@ -76,8 +80,8 @@ def nce_rce(
     logits: Tensor,
     labels: Tensor,
     *,
-    alpha: float = 1.0,
-    beta: float = 1.0,
+    alpha: float = DEFAULT_NCE_RCE_ALPHA,
+    beta: float = DEFAULT_NCE_RCE_BETA,
     A: float = DEFAULT_RCE_A,
     ignore_index: int = -100,
     reduction: str = "mean",

@@ -9,7 +9,18 @@ from torch import Tensor
 
 from ..functional import _finish, _flatten, _nll, _reduce, check_negative, check_nonnegative
 
-__all__ = ["DEFAULT_RCE_A", "check_weights", "reverse_cross_entropy_of_nll", "symmetric_cross_entropy"]
+__all__ = [
+    "DEFAULT_RCE_A",
+    "DEFAULT_SCE_ALPHA",
+    "DEFAULT_SCE_BETA",
+    "check_weights",
+    "reverse_cross_entropy_of_nll",
+    "symmetric_cross_entropy",
+]
+
+DEFAULT_SCE_ALPHA = 0.1
+DEFAULT_SCE_BETA = 1.0
+"""The weights of SCE's two terms in the paper's CIFAR-10 setting."""
 
 DEFAULT_RCE_A = math.log(1e-4)
 r"""The :math:`A` of the reverse cross-entropy, :math:`\log(10^{-4}) \approx -9.21`: the public code of Wang et al.
@@ -33,8 +44,8 @@ def symmetric_cross_entropy(
     logits: Tensor,
     labels: Tensor,
     *,
-    alpha: float = 0.1,
-    beta: float = 1.0,
+    alpha: float = DEFAULT_SCE_ALPHA,
+    beta: float = DEFAULT_SCE_BETA,
     A: float = DEFAULT_RCE_A,
     ignore_index: int = -100,
     reduction: str = "mean",
