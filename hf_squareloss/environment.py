@@ -23,6 +23,7 @@ __all__ = [
     "PACKAGES",
     "TESTED_TORCH_PAIR",
     "TORCHAUDIO_LOADS_WITH",
+    "cpu_bf16_is_native",
     "environment_report",
     "explain_import_error",
     "installed_version",
@@ -135,6 +136,22 @@ def torchaudio_guard() -> Iterator[None]:
         raise explained from err
 
 
+def cpu_bf16_is_native() -> bool | None:
+    """Whether this CPU computes bfloat16 matrix products natively (AVX512-BF16 or AMX), as torch sees it.
+
+    ``False`` means bf16 autocast on the CPU (``--bf16 --use_cpu``) runs emulated kernels, usually much slower
+    than float32 (``recipes/benchmarks/bench_precision.py`` measures it). ``None`` when this torch cannot say.
+    """
+    try:
+        import torch
+    except Exception:
+        return None
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if any(probe is None for probe in probes):
+        return None
+    return any(bool(probe()) for probe in probes)
+
+
 def _torch_lines() -> tuple[list[str], list[str]]:
     """Lines about torch's build and devices, and the problems found."""
     try:
@@ -158,6 +175,14 @@ def _torch_lines() -> tuple[list[str], list[str]]:
         extra = ", mps" if mps is not None and mps.is_available() else ""
         lines.append(f"- torch devices: cpu{extra} (CUDA available: no)")
     lines.append(f"- torch CPU threads: {torch.get_num_threads()}")
+    capability = torch.backends.cpu.get_cpu_capability()
+    native = cpu_bf16_is_native()
+    bf16 = {
+        True: "native bf16: yes",
+        False: "native bf16: no (bf16 autocast on this CPU is emulated: train in float32, without --bf16)",
+        None: "native bf16: unknown",
+    }[native]
+    lines.append(f"- torch CPU kernels: {capability}; {bf16}")
     return lines, []
 
 

@@ -24,6 +24,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from . import heads
+from .environment import cpu_bf16_is_native
 from .registry import LossConfig
 from .scores import CONFIG_KEY, TEMPERATURE_KEY, temperature_of
 from .training_args import LossArgumentsMixin, SquareLossTrainingArguments, loss_argument_names
@@ -151,6 +152,9 @@ class LossFunction(TrainerCallback):
             self.write_record(model, keep_temperature=False)
         if state.is_world_process_zero:
             _announce(args, "hf_squareloss: " + self.describe())
+            warning = emulated_bf16_warning(args)
+            if warning:
+                logger.warning(warning)
 
     # ---- the loss -------------------------------------------------------------------------------------------
     def __call__(
@@ -211,6 +215,18 @@ def _divide(total: Tensor, count: Tensor | int | float) -> Tensor:
     if isinstance(count, Tensor):
         return total / count.to(device=total.device, dtype=total.dtype).clamp_min(1)
     return total / max(float(count), 1.0)
+
+
+def emulated_bf16_warning(args: TrainingArguments) -> str | None:
+    """A warning when ``args`` ask for bf16 mixed precision on a CPU that has no native bf16 (see
+    :func:`hf_squareloss.environment.cpu_bf16_is_native`), else ``None``."""
+    if not getattr(args, "bf16", False) or args.device.type != "cpu" or cpu_bf16_is_native() is not False:
+        return None
+    return (
+        "hf_squareloss: bf16=True on a CPU without native bf16 (no AVX512-BF16 or AMX): its bf16 matrix products "
+        "are emulated and usually much slower than float32; train without --bf16 on this machine "
+        "(recipes/benchmarks/bench_precision.py measures the ratio)"
+    )
 
 
 _HANDLER: logging.Handler | None = None

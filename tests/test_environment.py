@@ -46,6 +46,53 @@ def test_report_lists_installed_versions_and_no_problem(capsys):
     assert capsys.readouterr().out.strip() == report.strip()
 
 
+
+def _cpuinfo_flags() -> set[str] | None:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return None
+
+
+def test_native_bf16_agrees_with_the_cpu_flags_the_kernel_reports():
+    """Independent source: the flags of /proc/cpuinfo (Linux), not torch's own probe."""
+    flags = _cpuinfo_flags()
+    if flags is None:
+        pytest.skip("no /proc/cpuinfo flags on this system")
+    expected = bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
+    assert environment.cpu_bf16_is_native() is expected
+    report, _ = environment.environment_report()
+    assert f"native bf16: {'yes' if expected else 'no'}" in report
+
+
+def test_bf16_on_a_cpu_without_native_bf16_gets_a_warning_at_train_start(monkeypatch, tmp_path, caplog):
+    import logging
+
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from hf_squareloss import make_compute_loss_func
+    from hf_squareloss import trainer as trainer_module
+
+    loss = make_compute_loss_func("square")
+    state = TrainerState()
+
+    def warnings_at_train_start(native, **args):
+        monkeypatch.setattr(trainer_module, "cpu_bf16_is_native", lambda: native)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=trainer_module.logger.name):
+            loss.on_train_begin(TrainingArguments(str(tmp_path), use_cpu=True, **args), state, TrainerControl())
+        return [r.getMessage() for r in caplog.records if "bf16" in r.getMessage()]
+
+    (message,) = warnings_at_train_start(False, bf16=True)
+    assert "without native bf16" in message and "without --bf16" in message
+    assert warnings_at_train_start(True, bf16=True) == []
+    assert warnings_at_train_start(None, bf16=True) == []  # torch cannot say: no guess
+    assert warnings_at_train_start(False) == []  # float32
+
 def _broken_pair(monkeypatch, torch_version: str, audio_version: str) -> None:
     versions = {"torch": torch_version, "torchaudio": audio_version}
     real_version, real_import = environment.installed_version, environment.importlib.import_module
