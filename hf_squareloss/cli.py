@@ -155,6 +155,33 @@ def _run_env(ns: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _add_losses(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "losses",
+        help="list the registered losses, their parameters and defaults",
+        description="The registered losses: a line each, or, for the named ones, the formula, what the trained "
+        "logits mean, each parameter with its default, its TrainingArguments flag and its SpeechBrain YAML key, "
+        "and the references. Read from the registry, so a loss registered by a plugin is listed too.",
+    )
+    p.add_argument(
+        "names", nargs="*", metavar="LOSS", help="loss types to describe in full (default: list all)"
+    )
+    p.add_argument("--json", action="store_true", help="print every field as JSON (with the BibTeX)")
+    p.set_defaults(func=_run_losses)
+
+
+def _run_losses(ns: argparse.Namespace) -> int:
+    from .catalogue import format_catalogue, loss_catalogue
+
+    try:
+        entries = loss_catalogue(select_losses(ns.names) if ns.names else None)
+    except ValueError as err:
+        print(f"hf-squareloss losses: {err}", file=sys.stderr)
+        return 2
+    print(format_catalogue(entries, full=bool(ns.names), as_json=ns.json))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -164,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     add_compare_parser(sub)
     _add_card_and_push(sub)
+    _add_losses(sub)
     _add_env(sub)
     return parser
 

@@ -237,3 +237,16 @@ def test_model_card_gives_its_formula_and_citation(hinge):
     assert "@article{crammer2001algorithmic" in card
     assert "multi-class hinge loss (Crammer & Singer, 2001)" in card
     assert "weight = 2, margin = 1 (source: weight: user, margin: default)" in card
+
+
+def test_hf_squareloss_losses_lists_it_with_its_flags_and_citation(hinge, capsys):
+    from hf_squareloss.cli import main
+
+    assert main(["losses"]) == 0
+    assert any(line.startswith(f"{NAME} ") for line in capsys.readouterr().out.splitlines())
+    assert main(["losses", NAME]) == 0
+    out = capsys.readouterr().out
+    assert FORMULA in out and "--hinge_margin / margin: 1" in out and f"reference: {KEY}" in out
+    assert main(["losses", NAME, "--json"]) == 0
+    (entry,) = __import__("json").loads(capsys.readouterr().out)
+    assert entry["references"] == {KEY: BIB} and entry["outputs"] == "scores"
