@@ -146,7 +146,9 @@ def cpu_bf16_is_native() -> bool | None:
         import torch
     except Exception:
         return None
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    probes = [
+        getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    ]
     if any(probe is None for probe in probes):
         return None
     return any(bool(probe()) for probe in probes)

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from hf_squareloss.training_args import training_arguments_class
 from hf_squareloss.catalogue import loss_catalogue
 from hf_squareloss.cli import main
 from hf_squareloss.registry import LossConfig, get_loss_spec, loss_types
+from hf_squareloss.training_args import training_arguments_class
 
 
 @pytest.mark.parametrize("loss_type", loss_types())
@@ -28,7 +28,16 @@ def test_every_flag_parses_and_every_yaml_key_resolves_to_the_printed_default(lo
             assert signature[param["name"]].default == param["default"]
         value = str(param["default"])
         (args,) = parser.parse_args_into_dataclasses(
-            ["--output_dir", str(tmp_path), "--loss_type", loss_type, param["flag"], value, "--report_to", "none"]
+            [
+                "--output_dir",
+                str(tmp_path),
+                "--loss_type",
+                loss_type,
+                param["flag"],
+                value,
+                "--report_to",
+                "none",
+            ]
         )
         assert args.loss_config(3).params[param["name"]] == pytest.approx(param["default"])
         # the YAML key is the keyword LogitsLoss (and LossConfig.resolve) takes

@@ -46,7 +46,6 @@ def test_report_lists_installed_versions_and_no_problem(capsys):
     assert capsys.readouterr().out.strip() == report.strip()
 
 
-
 def _cpuinfo_flags() -> set[str] | None:
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -84,7 +83,9 @@ def test_bf16_on_a_cpu_without_native_bf16_gets_a_warning_at_train_start(monkeyp
         monkeypatch.setattr(trainer_module, "cpu_bf16_is_native", lambda: native)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger=trainer_module.logger.name):
-            loss.on_train_begin(TrainingArguments(str(tmp_path), use_cpu=True, **args), state, TrainerControl())
+            loss.on_train_begin(
+                TrainingArguments(str(tmp_path), use_cpu=True, **args), state, TrainerControl()
+            )
         return [r.getMessage() for r in caplog.records if "bf16" in r.getMessage()]
 
     (message,) = warnings_at_train_start(False, bf16=True)
@@ -92,6 +93,7 @@ def test_bf16_on_a_cpu_without_native_bf16_gets_a_warning_at_train_start(monkeyp
     assert warnings_at_train_start(True, bf16=True) == []
     assert warnings_at_train_start(None, bf16=True) == []  # torch cannot say: no guess
     assert warnings_at_train_start(False) == []  # float32
+
 
 def _broken_pair(monkeypatch, torch_version: str, audio_version: str) -> None:
     versions = {"torch": torch_version, "torchaudio": audio_version}

@@ -14,7 +14,7 @@ import pytest
 from hf_squareloss.registry import get_loss_spec, loss_types
 
 ROOT = Path(__file__).resolve().parents[1]
-YAMLS = sorted(ROOT.glob("recipes/asr/*/hparams/*.yaml")) + [ROOT / "recipes/fsdd/hparams/train.yaml"]
+YAMLS = [*sorted(ROOT.glob("recipes/asr/*/hparams/*.yaml")), ROOT / "recipes/fsdd/hparams/train.yaml"]
 
 
 def _hyperparameters() -> dict[str, list[str]]:

@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         for precision in order:
             step_times = _steps(model_dir, precision, inputs, labels, ns.steps)[ns.warmup :]
             times[precision] += step_times
-            print(f"round {round_ + 1}: {precision} median {1000 * statistics.median(step_times):.1f} ms/step")
+            print(
+                f"round {round_ + 1}: {precision} median {1000 * statistics.median(step_times):.1f} ms/step"
+            )
     fp32, bf16 = (statistics.median(times[p]) for p in ("fp32", "bf16"))
     print("| precision | median ms/step | time / float32 |")
     print("| --- | --- | --- |")
