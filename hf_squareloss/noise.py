@@ -82,9 +82,9 @@ def true_label_stays_most_likely(rate: float, noise_type: str, num_classes: int)
     For an item of class ``y`` the observed label is ``y`` with probability ``1 - rate`` (``1 - rate + rate / C``
     for ``uniform``); each other class gets ``rate / (C - 1)`` (``symmetric``), ``rate`` for ``y + 1`` (``pair``) or
     ``rate / C`` (``uniform``). So the true label stays the most likely one when ``rate < (C - 1) / C``
-    (``symmetric``), ``rate < 1/2`` (``pair``) or ``rate < 1`` (``uniform``). Beyond that, a classifier that fits
-    the noisy labels best learns a permutation of the task, whatever its loss: with two classes, symmetric noise
-    at 0.8 turns the task into its opposite.
+    (``symmetric``), ``rate < 1/2`` (``pair``) or ``rate < 1`` (``uniform``). Beyond that, the best fit to the
+    noisy labels predicts a wrong class, whatever the loss: with two classes, symmetric noise at 0.8 turns the task
+    into its opposite.
     """
     rate = _check(rate, noise_type, num_classes)
     if noise_type == "symmetric":
@@ -126,7 +126,7 @@ def corrupt_labels(
     if not true_label_stays_most_likely(rate, noise_type, num_classes):
         warnings.warn(
             f"{noise_type} label noise at rate {rate} with {num_classes} classes makes a wrong label more likely "
-            "than the true one: the best fit to the noisy labels is a permutation of the task, whatever the loss "
+            "than the true one: the best fit to the noisy labels predicts a wrong class, whatever the loss "
             f"(see hf_squareloss.noise.true_label_stays_most_likely)",
             stacklevel=2,
         )

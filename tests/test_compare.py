@@ -316,3 +316,25 @@ def test_sweep_folder_refuses_other_settings(tmp_path: Path) -> None:
         grown, root, launcher=f"{sys.executable} -c pass", out=io.StringIO()
     )  # the grid may grow
     assert len(outcome.failed) == 4
+
+
+def test_report_says_when_the_noise_makes_a_wrong_label_the_likelier_one(tmp_path: Path) -> None:
+    """Binary task: symmetric noise 0.8 leaves the true label the less likely one, 0.4 does not. Old records without
+    the answer get it computed from their rate, type and number of classes."""
+    root = tmp_path / "sweep"
+    for noise in (0.4, 0.8):
+        for loss in ("ce", "square"):
+            for seed in (0, 1):
+                summary = _summary("sst2", "early_stopping", loss, noise, seed, 0.3 if noise == 0.8 else 0.7)
+                summary["label_noise"]["num_classes"] = 2
+                if seed == 0:
+                    summary["label_noise"]["true_label_most_likely"] = noise < 0.5
+                folder = root / RunSpec("sst2", "early_stopping", loss, noise, seed).relpath
+                folder.mkdir(parents=True)
+                (folder / "run_summary.json").write_text(json.dumps(summary))
+    rows = collect_runs(root)
+    assert {(r["noise_rate"], r["true_label_most_likely"]) for r in rows} == {(0.4, True), (0.8, False)}
+    write_report(root, tmp_path / "report")
+    md = (tmp_path / "report" / "RESULTS.md").read_text()
+    notes = [line for line in md.splitlines() if "a wrong label is more likely than the true one" in line]
+    assert len(notes) == 1 and notes[0].startswith("At noise 0.8 (symmetric, 2 classes)")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..glue.outputs import SUMMARY_FILE, read_json
+from ..noise import true_label_stays_most_likely
 from ..registry import loss_types
 from .grid import REFERENCE_LOSS, reference_protocol
 from .tasks import main_metric, metric_names
@@ -78,6 +79,18 @@ def calibration_values(summary: Mapping[str, Any]) -> dict[str, float | None]:
     return out
 
 
+def _true_label_most_likely(noise: Mapping[str, Any]) -> bool | None:
+    """From the run's noise record; computed for records written before it held the answer."""
+    if not float(noise.get("rate", 0.0) or 0.0):
+        return True
+    if "true_label_most_likely" in noise:
+        return bool(noise["true_label_most_likely"])
+    try:
+        return true_label_stays_most_likely(noise["rate"], noise["noise_type"], int(noise["num_classes"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _row(summary: Mapping[str, Any], run_dir: str) -> dict[str, Any]:
     noise = summary.get("label_noise") or {}
     evals = summary.get("eval_metrics") or {}
@@ -89,6 +102,8 @@ def _row(summary: Mapping[str, Any], run_dir: str) -> dict[str, Any]:
         "noise_type": noise.get("noise_type", "none"),
         "noise_rate": float(noise.get("rate", 0.0)),
         "realised_noise_rate": float(noise.get("realised_rate", 0.0)),
+        "true_label_most_likely": _true_label_most_likely(noise),
+        "num_classes": noise.get("num_classes"),
         "seed": int(summary["seed"]),
     }
     tests = summary.get("test_metrics") or {}
@@ -166,6 +181,8 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "noise_rate": noise_rate,
             "noise_type": members[0]["noise_type"],
             "realised_noise_rate": _stats([r["realised_noise_rate"] for r in members])["mean"],
+            "true_label_most_likely": members[0].get("true_label_most_likely"),
+            "num_classes": members[0].get("num_classes"),
             "seeds": [r["seed"] for r in members],
             "n_seeds": len(members),
             "model_epoch": _stats([r["model_epoch"] for r in members]),

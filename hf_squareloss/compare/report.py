@@ -205,6 +205,17 @@ def task_tables(summary: Sequence[Mapping[str, Any]], task: str, protocol: str) 
                 row += [_mean_std(entry), _delta(entry)]
             out.append("| " + " | ".join(row) + " |")
         out.append("")
+    permuting = {
+        c["noise_rate"]: c for c in cells if c.get("true_label_most_likely") is False and c["noise_rate"] > 0
+    }
+    for rate, cell in sorted(permuting.items()):
+        out += [
+            f"At noise {rate:g} ({cell['noise_type']}, {cell.get('num_classes') or '?'} classes), a wrong label is "
+            "more likely than the true one: the best fit to the noisy labels does not predict the true class, "
+            "whatever the loss, and accuracy below chance is expected "
+            "(`hf_squareloss.noise.true_label_stays_most_likely`).",
+            "",
+        ]
     return out
 
 
