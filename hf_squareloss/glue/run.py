@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..recipe_run import configure_logging, run_once
 from ..scores import temperature_of
 from ..training_args import SquareLossTrainingArguments
 from .arguments import DataTrainingArguments, LabelNoiseArguments, ModelArguments, ProtocolArguments
@@ -34,9 +35,7 @@ from .outputs import (
     RUN_ARGS_FILE,
     SUMMARY_FILE,
     eval_history,
-    is_finished,
     last_complete_checkpoint,
-    run_lock,
     write_json,
 )
 from .preprocess import prepare_data, tokenize
@@ -151,39 +150,6 @@ def _calibrate(trainer: Any, dataset: Any, metrics: EvalMetrics) -> dict[str, An
     return {**fit.to_dict(), "fitted_on": "validation"}
 
 
-def _after_run(
-    training_args: SquareLossTrainingArguments, output_dir: Path, push: bool, write_card: Any = None
-) -> str | None:
-    """Once every file of the run is in ``output_dir``: write its model card, then push the folder when asked.
-
-    Runs on the main process only. The push is done here, once, with our card, rather than by the Trainer during
-    training: an unreachable Hub or a missing token never interrupts a run. Returns the reason the push failed
-    (None when it was not asked for or succeeded); the local folder is complete either way.
-    """
-    from ..hub import HubPushError, push_folder
-    from .card import write_run_card
-
-    try:
-        card = (write_card or write_run_card)(output_dir)
-        print(f"{PROGRESS_PREFIX} model card: {card}", flush=True)
-    except (OSError, ValueError) as err:
-        message = f"the model card of {output_dir} could not be written: {err}"
-        print(f"{PROGRESS_PREFIX} {message}", file=sys.stderr, flush=True)
-        return message if push else None
-    if not push:
-        return None
-    repo_id = training_args.hub_model_id or output_dir.resolve().name
-    try:
-        url = push_folder(
-            output_dir, repo_id, token=training_args.hub_token, private=training_args.hub_private_repo
-        )
-    except HubPushError as err:
-        print(f"{PROGRESS_PREFIX} push to the Hub failed: {err}", file=sys.stderr, flush=True)
-        return str(err)
-    print(f"{PROGRESS_PREFIX} pushed {output_dir} to {repo_id}: {url}", flush=True)
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the recipe with ``argv`` (default: ``sys.argv[1:]``); return the run's summary.
 
@@ -203,17 +169,7 @@ def run(
     argv: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The recipe on parsed arguments (see the module docstring)."""
-    import transformers
-
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%m/%d/%Y %H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    logging.getLogger("hf_squareloss").setLevel(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    configure_logging(training_args, logger)
 
     task = get_task(data_args.task_name)
     if task.is_regression:
@@ -226,25 +182,15 @@ def run(
         )
     setup = configure_protocol(protocol_args, training_args, task, data_args, noise_args)
     training_args = setup.training_args
-    # pushed once, with its card, when the run is complete (_after_run), never by the Trainer mid-run
-    push = bool(training_args.push_to_hub)
-    training_args.push_to_hub = False
-    output_dir = Path(training_args.output_dir)
-    if is_finished(output_dir):
-        raise ValueError(
-            f"{output_dir} holds a finished run ({SUMMARY_FILE}); finished runs are never overwritten: choose "
-            "another --output_dir, or delete that folder to redo the run"
-        )
-    main_process = training_args.process_index == 0
-    if main_process:
-        with run_lock(output_dir):
-            summary = _run_locked(
-                model_args, data_args, noise_args, protocol_args, training_args, setup, task, argv
-            )
-        # after the lock is released: the folder is finished, and pushing it may take a while
-        error = _after_run(training_args, output_dir, push)
-        return summary if error is None else {**summary, "push_error": error}
-    return _run_locked(model_args, data_args, noise_args, protocol_args, training_args, setup, task, argv)
+    from .card import write_run_card
+
+    return run_once(
+        training_args,
+        lambda: _run_locked(
+            model_args, data_args, noise_args, protocol_args, training_args, setup, task, argv
+        ),
+        write_run_card,
+    )
 
 
 def _run_locked(

@@ -32,12 +32,11 @@ from ..glue.outputs import (
     RUN_ARGS_FILE,
     SUMMARY_FILE,
     eval_history,
-    is_finished,
     last_complete_checkpoint,
-    run_lock,
     write_json,
 )
 from ..glue.records import check_resumable, run_args_record, run_summary
+from ..recipe_run import configure_logging, run_once
 from ..training_args import SquareLossTrainingArguments
 from .arguments import ImageDataArguments, ImageModelArguments, ImageProtocolArguments
 
@@ -163,19 +162,9 @@ def run(
     argv: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The recipe on parsed arguments (see the module docstring)."""
-    import transformers
-
     from .protocol import configure_image_protocol
 
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%m/%d/%Y %H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    logging.getLogger("hf_squareloss").setLevel(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    configure_logging(training_args, logger)
 
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise ValueError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
@@ -191,25 +180,13 @@ def run(
     training_args.remove_unused_columns = (
         False  # the images are transformed on the fly from the "image" column
     )
-    push = bool(training_args.push_to_hub)
-    training_args.push_to_hub = False
-    output_dir = Path(training_args.output_dir)
-    if is_finished(output_dir):
-        raise ValueError(
-            f"{output_dir} holds a finished run ({SUMMARY_FILE}); finished runs are never overwritten: choose "
-            "another --output_dir, or delete that folder to redo the run"
-        )
-    if training_args.process_index == 0:
-        with run_lock(output_dir):
-            summary = _run_locked(
-                model_args, data_args, noise_args, protocol_args, training_args, setup, argv
-            )
-        from ..glue.run import _after_run
-        from .card import write_image_run_card
+    from .card import write_image_run_card
 
-        error = _after_run(training_args, output_dir, push, write_image_run_card)
-        return summary if error is None else {**summary, "push_error": error}
-    return _run_locked(model_args, data_args, noise_args, protocol_args, training_args, setup, argv)
+    return run_once(
+        training_args,
+        lambda: _run_locked(model_args, data_args, noise_args, protocol_args, training_args, setup, argv),
+        write_image_run_card,
+    )
 
 
 def _image_processor_settings(model_args: ImageModelArguments) -> dict[str, Any]:
