@@ -166,11 +166,11 @@ def pipeline_scores(
 ) -> list[dict[str, float]] | list[list[dict[str, float]]]:
     """Run a classification pipeline and return, for every class, what :func:`logits_to_scores` gives.
 
-    The pipeline is called with ``function_to_apply="none", top_k=None`` (its raw logits for every class); the
-    logits are put back in class order through ``pipe.model.config.label2id`` and mapped by
+    The pipeline is called with ``function_to_apply="none"`` and ``top_k`` the number of classes (its raw logits for
+    every class); the logits are put back in class order through ``pipe.model.config.label2id`` and mapped by
     :func:`logits_to_scores` with the model's loss record (so a calibrated model gives ``softmax(z / T)``). The
     result has the pipeline's shape: a list of ``{"label", "score"}`` sorted by decreasing score for one input,
-    a list of such lists for several.
+    a list of such lists for several. Text and image classification pipelines are supported.
 
     >>> classify = pipeline("text-classification", model="out")          # doctest: +SKIP
     >>> hf_squareloss.pipeline_scores(classify, ["a fine film", "dull"])  # doctest: +SKIP
@@ -181,7 +181,8 @@ def pipeline_scores(
     model = pipe.model
     loss_config_of(model)  # a model without a loss record is refused before any work
     label2id = {str(k): int(v) for k, v in model.config.label2id.items()}
-    outputs = pipe(inputs, function_to_apply="none", top_k=None, **call_kwargs)
+    # top_k: every class (the image pipeline reads top_k=None as its default, 5)
+    outputs = pipe(inputs, function_to_apply="none", top_k=len(label2id), **call_kwargs)
     single = bool(outputs) and isinstance(outputs[0], Mapping)
     batches = [outputs] if single else outputs
     if not batches or not all(isinstance(b, list) and b and isinstance(b[0], Mapping) for b in batches):

@@ -296,3 +296,44 @@ def test_predict_needs_a_test_split(digits, tmp_path: Path) -> None:
     argv = [*argv_for(root, tmp_path / "run", splits=("train", "validation")), "--do_predict"]
     with pytest.raises(ValueError, match=r"--do_predict needs a test split.*--test_dir"):
         main(argv)
+
+
+def test_a_three_channel_run_is_served_by_the_image_classification_pipeline(digits, tmp_path: Path) -> None:
+    """The saved image processor repeats the evaluation transform: the pipeline's scores are the model's scores
+    on images normalised here with numpy, and its top labels give the recipe's test accuracy."""
+    from PIL import Image
+    from transformers import AutoModelForImageClassification, pipeline
+
+    from hf_squareloss import logits_to_scores, pipeline_scores
+
+    root, written = digits
+    out = tmp_path / "run"
+    main(argv_for(root, out, "--loss_type", "square", "--num_channels", "3"))
+    images = _read(out / "dataset.json")["images"]
+    assert images["channels"] == 3 and images["image_processor"] == "saved with the model"
+    model = AutoModelForImageClassification.from_pretrained(out).eval()
+    paths = [p for p, _ in written["test"]]
+    grey = np.stack([np.asarray(Image.open(p), dtype=np.float32) / 255 for p in paths])
+    x = (np.repeat(grey[:, None], 3, axis=1) - np.array(images["mean"])[:, None, None]) / np.array(
+        images["std"]
+    )[:, None, None]
+    with torch.no_grad():
+        expected = logits_to_scores(model(torch.from_numpy(x.astype(np.float32))).logits, model)
+
+    classify = pipeline("image-classification", model=str(out), device="cpu")
+    served = pipeline_scores(classify, [str(p) for p in paths])
+    for row, scores in zip(served, expected, strict=True):
+        by_label = {entry["label"]: entry["score"] for entry in row}
+        got = torch.tensor([by_label[model.config.id2label[i]] for i in range(10)], dtype=torch.float64)
+        torch.testing.assert_close(got, scores.double(), atol=1e-4, rtol=1e-4)
+    truth = [model.config.id2label[label] for _, label in written["test"]]
+    accuracy = np.mean([row[0]["label"] == t for row, t in zip(served, truth, strict=True)])
+    assert _read(out / "all_results.json")["test_accuracy"] == pytest.approx(accuracy)
+
+
+def test_a_grey_run_says_why_it_saves_no_image_processor(digits, tmp_path: Path) -> None:
+    root, _ = digits
+    out = tmp_path / "run"
+    main(argv_for(root, out, "--loss_type", "ce", splits=("train", "validation")))
+    assert _read(out / "dataset.json")["images"]["image_processor"].startswith("none saved")
+    assert not (out / "preprocessor_config.json").exists()

@@ -189,6 +189,37 @@ def run(
     )
 
 
+PIPELINE_PROCESSOR_NOTE = (
+    "none saved: pipelines feed RGB images, and this model takes 1 channel; train with --num_channels 3 (grey "
+    "images repeated to 3 channels) for a model that pipeline('image-classification') can serve"
+)
+
+
+def save_image_processor(
+    output_dir: Path, mean: Sequence[float], std: Sequence[float], size: tuple[int, int] | None
+) -> None:
+    """Save, beside the model, the image processor that repeats the evaluation transform of this run.
+
+    RGB, resized to ``size`` (bilinear), scaled to [0, 1], normalised with ``mean`` / ``std``: what
+    :class:`hf_squareloss.vision.transforms.ImageTransform` does without augmentation, so that
+    ``pipeline("image-classification", model=output_dir)`` serves the model as it was evaluated.
+    """
+    from PIL import Image
+    from transformers import ViTImageProcessor
+
+    processor = ViTImageProcessor(
+        do_resize=size is not None,
+        size={"height": size[0], "width": size[1]} if size else None,
+        resample=Image.BILINEAR,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[float(v) for v in mean],
+        image_std=[float(v) for v in std],
+    )
+    processor.save_pretrained(output_dir)
+
+
 def _image_processor_settings(model_args: ImageModelArguments) -> dict[str, Any]:
     """Size, mean and std of a pretrained model's image processor ({} when it has none)."""
     if model_args.model_name_or_path is None:
@@ -360,6 +391,7 @@ def _run_locked(
         "normalisation_from": normalisation,
         "augmentation": augmentation,
         "shift_pixels": data_args.shift_pixels if augmentation != "none" else 0,
+        "image_processor": PIPELINE_PROCESSOR_NOTE if channels == 1 else "saved with the model",
     }
     dataset_record = {
         "task": task.name,
@@ -382,6 +414,10 @@ def _run_locked(
     }
     if main_process:
         write_json(output_dir / DATASET_FILE, dataset_record)
+        if channels == 3:
+            save_image_processor(output_dir, mean, std, size)
+        else:
+            logger.info("no image processor saved: %s", PIPELINE_PROCESSOR_NOTE)
         if noise_record is not None:
             write_json(output_dir / LABEL_NOISE_FILE, noise_record)
 
