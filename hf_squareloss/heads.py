@@ -10,21 +10,26 @@ kind                what the losses are computed on
 ``seq2seq``         decoder logits with ``labels`` as they are (the model feeds right-shifted labels to its
                     decoder).
 ``masked_lm``       logits with ``labels`` as they are (``-100`` on the unmasked tokens).
+``aligned_lm``      logits with ``labels`` as they are: the LM heads that transformers files as causal but whose
+                    own loss pairs position ``t`` with label ``t`` (XLM, Flaubert, XLNet, CPM-Ant, ProphetNet); the caller
+                    aligns the labels, as for these models' own loss.
 ``ctc``             CTC over each utterance (``ce``) or Tamed CTC (``tce``); the other losses do not apply.
 ``classification``  logits ``(..., C)`` with labels ``(...)``: sequence, token, multiple-choice, image, audio.
 ==================  ========================================================================================
 
-Detection rule, first match wins ("the class" is the model's class or any of its base classes):
+Detection rule, first match wins ("the class" is the model's class or any of its base classes). A ProphetNet model
+with ``ngram > 1`` is refused first: its own loss spans n-gram streams that its ``logits`` do not carry.
 
 1. ``ctc``: the class is a ``*ForCTC`` or in transformers' CTC auto-mapping, or ``model.loss_type == "ForCTC"``.
 2. ``seq2seq``: ``config.is_encoder_decoder`` and the class is in a seq2seq LM auto-mapping or is a
    ``*ForConditionalGeneration``.
-3. ``causal_lm``: the class is a ``*ForCausalLM`` / ``*LMHeadModel`` or in the causal-LM, image-text-to-text or
+3. ``aligned_lm``: the class is one of :data:`ALIGNED_LM_HEADS`.
+4. ``causal_lm``: the class is a ``*ForCausalLM`` / ``*LMHeadModel`` or in the causal-LM, image-text-to-text or
    multimodal-LM auto-mappings, or ``model.loss_type`` routes to transformers' ``ForCausalLMLoss`` (set
    ``model.loss_type = "ForCausalLM"`` to mark a custom model), or the model's ``_loss_function`` is that loss.
-4. ``masked_lm``: the class is a ``*ForMaskedLM`` or in the masked-LM auto-mapping, or ``loss_type`` routes to
+5. ``masked_lm``: the class is a ``*ForMaskedLM`` or in the masked-LM auto-mapping, or ``loss_type`` routes to
    ``ForMaskedLMLoss``.
-5. ``classification``: everything else.
+6. ``classification``: everything else.
 
 Any other model whose logits and labels do not line up is refused with a ``ValueError`` naming the model class and
 both shapes: nothing is broadcast or trained on a guess.
@@ -43,6 +48,7 @@ from torch import Tensor
 from .functional import tame
 
 __all__ = [
+    "ALIGNED_LM_HEADS",
     "CTC_LOSS_TYPES",
     "HEAD_KINDS",
     "Head",
@@ -58,7 +64,19 @@ __all__ = [
     "num_classes",
 ]
 
-HEAD_KINDS = ("causal_lm", "seq2seq", "masked_lm", "ctc", "classification")
+HEAD_KINDS = ("causal_lm", "seq2seq", "masked_lm", "aligned_lm", "ctc", "classification")
+ALIGNED_LM_HEADS = frozenset(
+    {
+        "XLMWithLMHeadModel",
+        "FlaubertWithLMHeadModel",
+        "XLNetLMHeadModel",
+        "CpmAntForCausalLM",
+        "ProphetNetForCausalLM",
+    }
+)
+"""LM heads in transformers' causal-LM auto-mapping whose own loss is cross-entropy of ``logits`` against ``labels``
+position by position, without a shift (read in their ``forward``; all but CPM-Ant are also checked against their own
+loss in the tests)."""
 CTC_LOSS_TYPES = {"ce": "CTC", "tce": "Tamed CTC"}
 """The losses that apply to CTC heads, and what they are there."""
 
@@ -109,11 +127,22 @@ def head_kind(model: Any) -> str:
         or getattr(model, "loss_type", None) == "ForCTC"
     ):
         return "ctc"
+    prophetnet_head = any(
+        name.startswith("ProphetNet") and name.endswith(("ForCausalLM", "ForConditionalGeneration"))
+        for name in names
+    )
+    if prophetnet_head and int(getattr(config, "ngram", 1)) > 1:
+        raise ValueError(
+            f"{type(model).__name__}: its own loss spans {config.ngram} n-gram prediction streams, and its `logits` "
+            "carry only the first; no loss of this package can stand in for it (a model with ngram=1 is accepted)"
+        )
     if getattr(config, "is_encoder_decoder", False) and (
         suffix("ForConditionalGeneration")
         or known("MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES", "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES")
     ):
         return "seq2seq"
+    if not names.isdisjoint(ALIGNED_LM_HEADS):
+        return "aligned_lm"
     if (
         suffix("ForCausalLM", "LMHeadModel")
         or known(
