@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hf_squareloss.cli import build_parser
+from hf_squareloss.cli import build_parser, main
 from hf_squareloss.compare.aggregate import collect_runs, summarise
 from hf_squareloss.compare.grid import RunSpec, SweepSpec, parse_per_task
 from hf_squareloss.compare.report import write_report
@@ -338,3 +338,74 @@ def test_report_says_when_the_noise_makes_a_wrong_label_the_likelier_one(tmp_pat
     md = (tmp_path / "report" / "RESULTS.md").read_text()
     notes = [line for line in md.splitlines() if "a wrong label is more likely than the true one" in line]
     assert len(notes) == 1 and notes[0].startswith("At noise 0.8 (symmetric, 2 classes)")
+
+
+def _spec_file(root: Path, **changes) -> None:
+    spec = {
+        "model_name_or_path": "/models/tiny",
+        "early_stopping_patience": None,
+        "noise_type": "symmetric",
+        "data_root": "/data",
+        "max_train_samples": {},
+        "max_eval_samples": {},
+        "recipe_args": ["--num_train_epochs", "3"],
+        **changes,
+    }
+    (root / "sweep.json").write_text(json.dumps({"spec": spec}))
+
+
+def test_a_grid_split_over_sweep_folders_is_reported_as_one(sweep_root: Path, tmp_path: Path, capsys) -> None:
+    """Seeds 0-2 in one folder, seed 3 in another: one report over 4 seeds, listing both folders' commands."""
+    other = tmp_path / "seed3"
+    for loss in LOSSES:
+        folder = other / RunSpec("mrpc", "early_stopping", loss, 0.0, 3).relpath
+        folder.mkdir(parents=True)
+        accuracy = {"ce": 0.70, "square": 0.74, "tce": 0.72}[loss]
+        (folder / "run_summary.json").write_text(
+            json.dumps(_summary("mrpc", "early_stopping", loss, 0.0, 3, accuracy))
+        )
+    _spec_file(sweep_root)
+    _spec_file(other)
+    status = {
+        "command": "hf-squareloss compare --seeds 3",
+        "sessions": [
+            {
+                "started_at": "t0",
+                "ended_at": "t1",
+                "seconds": 60.0,
+                "command": "hf-squareloss compare --seeds 3",
+            }
+        ],
+    }
+    (other / "sweep_status.json").write_text(json.dumps(status))
+    report = tmp_path / "report"
+    write_report(sweep_root, report, include=[other])
+    summary = json.loads((report / "results.json").read_text())
+    ce_clean = next(c for c in summary["summary"] if c["loss_type"] == "ce" and c["noise_rate"] == 0.0)[
+        "metrics"
+    ]["accuracy"]
+    expected = [*ACCURACY["ce"][0.0], 0.70]  # computed here from what was written
+    assert ce_clean["per_seed"] == {
+        str(s): v for s, v in zip((*SEEDS, 3), expected, strict=True)
+    }  # JSON keys
+    assert ce_clean["mean"] == pytest.approx(float(np.mean(expected)))
+    assert summary["sweep"]["included"][0]["root"] == str(other.resolve())
+    md = (report / "RESULTS.md").read_text()
+    assert "from 2 sweep folders" in md and "hf-squareloss compare --seeds 3" in md
+    assert (report / "runs/mrpc/early_stopping/ce/noise0/seed3.json").is_file()
+
+    with pytest.raises(ValueError, match="same run is in two sweep folders"):
+        write_report(sweep_root, tmp_path / "r2", include=[other, _copy_of(other, tmp_path / "again")])
+    _spec_file(other, recipe_args=["--num_train_epochs", "5"])
+    with pytest.raises(ValueError, match="other shared settings"):
+        write_report(sweep_root, tmp_path / "r3", include=[other])
+    args = ["compare", "--output_dir", str(sweep_root), "--model_name_or_path", "m", "--tasks", "mrpc"]
+    assert main([*args, "--aggregate_only", "--include_sweeps", str(tmp_path / "nowhere")]) == 2
+    assert "is not another sweep folder" in capsys.readouterr().err
+
+
+def _copy_of(folder: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(folder, target)
+    return target

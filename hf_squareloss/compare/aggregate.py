@@ -138,6 +138,27 @@ def collect_runs(root: str | Path) -> list[dict[str, Any]]:
     )
 
 
+def collect_sweeps(roots: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """:func:`collect_runs` over several sweep folders (a grid split over processes or machines), each row with its
+    ``root``. The same run (task, protocol, loss, noise rate, seed) in two folders is refused."""
+    rows: list[dict[str, Any]] = []
+    seen: dict[tuple[Any, ...], str] = {}
+    for root in roots:
+        root = Path(root).resolve()
+        for row in collect_runs(root):
+            key = (*cell_key(row), row["seed"])
+            where = str(root / row["run_dir"])
+            if key in seen:
+                raise ValueError(f"the same run is in two sweep folders: {seen[key]} and {where}; keep one")
+            seen[key] = where
+            rows.append({**row, "root": str(root)})
+    order = {loss: i for i, loss in enumerate(loss_types())}
+    return sorted(
+        rows,
+        key=lambda r: (r["task"], r["protocol"], r["noise_rate"], order.get(r["loss_type"], 99), r["seed"]),
+    )
+
+
 def cell_key(row: Mapping[str, Any]) -> tuple[str, str, str, float]:
     return (row["task"], row["protocol"], row["loss_type"], row["noise_rate"])
 

@@ -21,6 +21,10 @@ Arguments after `--` go to every run of the recipe (see `python -m hf_squareloss
 
 Rerunning the same command continues an interrupted sweep: finished runs are kept, a half-finished run resumes
 from its last checkpoint. `--aggregate_only` rebuilds the tables and plots from the finished runs.
+
+To run parts of a grid side by side (processes, machines), give each part its own --output_dir and the same
+settings (say --seeds 0 1 in sweeps/a, --seeds 2 in sweeps/b), then report them as one:
+  hf-squareloss compare --output_dir sweeps/a ... --seeds 0 1 2 --aggregate_only --include_sweeps sweeps/b
 """
 
 
@@ -138,6 +142,15 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         "--aggregate_only", "--aggregate-only", action="store_true", help="only rebuild the report"
     )
     p.add_argument(
+        "--include_sweeps",
+        "--include-sweeps",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="other sweep folders with the same shared settings whose runs join the report: a grid split over "
+        "processes or machines (say, one folder per seed), reported as one",
+    )
+    p.add_argument(
         "--verbose", action="store_true", help="echo the runs' whole output, not only progress lines"
     )
     p.add_argument("recipe_args", nargs="*", help="after `--`: arguments for every run of the recipe")
@@ -226,6 +239,10 @@ def run_compare(ns: argparse.Namespace) -> int:
     from .report import write_report
 
     report_dir = Path(ns.report_dir).expanduser().resolve() if ns.report_dir else root
-    written = write_report(root, report_dir, spec=spec, title=ns.title)
+    try:
+        written = write_report(root, report_dir, spec=spec, title=ns.title, include=ns.include_sweeps)
+    except ValueError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
     print("wrote " + ", ".join(str(p) for p in written))
     return code

@@ -12,11 +12,18 @@ from typing import Any
 
 from ..glue.outputs import DATASET_FILE, RUN_ARGS_FILE, SUMMARY_FILE, read_json, write_json
 from ..registry import loss_types
-from .aggregate import CALIBRATION_COLUMNS, EXTRA_COLUMNS, RUN_COLUMNS, collect_runs, metric_names, summarise
+from .aggregate import (
+    CALIBRATION_COLUMNS,
+    EXTRA_COLUMNS,
+    RUN_COLUMNS,
+    collect_sweeps,
+    metric_names,
+    summarise,
+)
 from .grid import REFERENCE_LOSS, SweepSpec, reference_protocol
 from .paper import HUI_BELKIN_BERT, HUI_BELKIN_SEEDS
 from .plots import write_plots
-from .runner import STATUS_FILE, SWEEP_FILE
+from .runner import STATUS_FILE, SWEEP_FILE, shared_settings_differences
 
 __all__ = [
     "REPORT_KIND",
@@ -100,6 +107,11 @@ def sessions_lines(status: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _run_path(row: Mapping[str, Any], root: Path) -> Path:
+    """The folder of the run of ``row``: under its own sweep folder when the report spans several."""
+    return Path(row.get("root") or root) / row["run_dir"]
+
+
 def _majority(dataset_path: Path) -> str:
     """`` Majority class: 68.38% of validation.`` from ``dataset.json`` when it counts the labels, else ``""``."""
     if not dataset_path.is_file():
@@ -118,7 +130,7 @@ def _setup_lines(root: Path, rows: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = []
     for task in dict.fromkeys(r["task"] for r in rows):
         first = next(r for r in rows if r["task"] == task)
-        args_path = root / first["run_dir"] / RUN_ARGS_FILE
+        args_path = _run_path(first, root) / RUN_ARGS_FILE
         if not args_path.is_file():
             continue
         args = read_json(args_path)
@@ -139,7 +151,7 @@ def _setup_lines(root: Path, rows: Sequence[Mapping[str, Any]]) -> list[str]:
             f"batch {training['per_device_train_batch_size']} x {training['gradient_accumulation_steps']}, "
             f"learning rate {training['learning_rate']:g} ({training['lr_scheduler_type']}, warm-up "
             f"{training['warmup_steps']:g}), weight decay {training['weight_decay']:g}, {precision}."
-            + _majority(root / first["run_dir"] / DATASET_FILE)
+            + _majority(_run_path(first, root) / DATASET_FILE)
         )
     return lines
 
@@ -147,11 +159,8 @@ def _setup_lines(root: Path, rows: Sequence[Mapping[str, Any]]) -> list[str]:
 def _image_setup_line(task: str, first: Mapping[str, Any], args: Mapping[str, Any], root: Path) -> str:
     training, protocol = args["training"], args["protocol"]
     resolved = protocol.get("resolved", {})
-    dataset = (
-        read_json(root / first["run_dir"] / DATASET_FILE)
-        if (root / first["run_dir"] / DATASET_FILE).is_file()
-        else {}
-    )
+    dataset_path = _run_path(first, root) / DATASET_FILE
+    dataset = read_json(dataset_path) if dataset_path.is_file() else {}
     images = dataset.get("images", {})
     splits = dataset.get("splits_used", {})
     schedule = resolved.get("lr_schedule")
@@ -169,7 +178,7 @@ def _image_setup_line(task: str, first: Mapping[str, Any], args: Mapping[str, An
         f"{training['num_train_epochs']:g} epochs, {training['optim']} ({training.get('optim_args') or 'defaults'}), "
         f"learning rate {training['learning_rate']:g}{decay}, batch {resolved.get('batch_size', training['per_device_train_batch_size'])}, "
         f"weight decay {training['weight_decay']:g}; the model kept is the epoch with the best validation "
-        f"{resolved.get('metric_for_best_model')}." + _majority(root / first["run_dir"] / DATASET_FILE)
+        f"{resolved.get('metric_for_best_model')}." + _majority(dataset_path)
     )
 
 
@@ -251,8 +260,9 @@ def format_results_md(
     title: str | None = None,
     status: Mapping[str, Any] | None = None,
     plots: Sequence[Path] = (),
+    included: Sequence[tuple[Path, Mapping[str, Any]]] = (),
 ) -> str:
-    """The Markdown report of a sweep."""
+    """The Markdown report of a sweep (and of the sweep folders ``included`` in it: ``(folder, status)``)."""
     status = status or {}
     lines = [f"# {title or 'Loss comparison on GLUE'}", ""]
     lines += [
@@ -261,7 +271,17 @@ def format_results_md(
         "`summary.csv` and `results.json`, each run's summary under `runs/`.",
         "",
     ]
-    lines += sessions_lines(status)
+    if included:
+        folders = [(root, status), *included]
+        lines += [
+            f"The runs come from {len(folders)} sweep folders with the same settings, run side by side.",
+            "",
+        ]
+        for folder, folder_status in folders:
+            lines += [f"**`{folder}`** ({sum(r.get('root') == str(folder) for r in rows)} runs)", ""]
+            lines += sessions_lines(folder_status)
+    else:
+        lines += sessions_lines(status)
     setup = _setup_lines(root, rows)
     if setup:
         lines += ["## Setup", "", *setup, ""]
@@ -444,15 +464,33 @@ def write_report(
     *,
     spec: SweepSpec | None = None,
     title: str | None = None,
+    include: Sequence[str | Path] = (),
 ) -> list[Path]:
-    """Aggregate the finished runs under ``root`` into ``report_dir`` (default ``root``); return the files written."""
+    """Aggregate the finished runs under ``root`` into ``report_dir`` (default ``root``); return the files written.
+
+    ``include``: other sweep folders whose runs join the report (a grid split over processes or machines). They
+    must share ``root``'s settings (:data:`~hf_squareloss.compare.runner.SHARED_SETTINGS`), and no run may be in
+    two folders; the report lists the commands and wall times of every folder.
+    """
     root = Path(root).resolve()
     report_dir = Path(report_dir or root).resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
-    rows = collect_runs(root)
-    summary = summarise(rows)
-    status = read_json(root / STATUS_FILE) if (root / STATUS_FILE).is_file() else {}
     sweep = read_json(root / SWEEP_FILE) if (root / SWEEP_FILE).is_file() else {}
+    others = [Path(p).resolve() for p in include]
+    for other in others:
+        if other == root or not (other / SWEEP_FILE).is_file():
+            raise ValueError(f"{other} is not another sweep folder (no {SWEEP_FILE})")
+        reference = spec.to_dict() if spec else sweep.get("spec", {})
+        details = shared_settings_differences(read_json(other / SWEEP_FILE).get("spec", {}), reference)
+        if details:
+            raise ValueError(f"{other} is a sweep with other shared settings than {root} ({details})")
+    rows = collect_sweeps([root, *others])
+    summary = summarise(rows)
+    statuses = [
+        (folder, read_json(folder / STATUS_FILE) if (folder / STATUS_FILE).is_file() else {})
+        for folder in [root, *others]
+    ]
+    status = statuses[0][1]
     written: list[Path] = []
 
     metrics = list(dict.fromkeys(m for r in rows for m in metric_names(r["task"])))
@@ -488,9 +526,18 @@ def write_report(
                 "command": status.get("command"),
                 "wall_seconds_all_sessions": status.get("wall_seconds_all_sessions"),
                 "sessions": status.get("sessions", []),
+                "included": [
+                    {
+                        "root": str(folder),
+                        "command": other_status.get("command"),
+                        "wall_seconds_all_sessions": other_status.get("wall_seconds_all_sessions"),
+                        "sessions": other_status.get("sessions", []),
+                    }
+                    for folder, other_status in statuses[1:]
+                ],
             },
             "summary": summary,
-            "runs": [{k: v for k, v in r.items() if k != "history"} for r in rows],
+            "runs": [{k: v for k, v in r.items() if k not in ("history", "root")} for r in rows],
         },
     )
     written += [report_dir / "results.csv", report_dir / "summary.csv", report_dir / "results.json"]
@@ -499,8 +546,10 @@ def write_report(
     for r in rows:
         target = summary_copy(report_dir, r["run_dir"])
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(root / r["run_dir"] / SUMMARY_FILE, target)
-    md = format_results_md(root, rows, summary, title=title, status=status, plots=plots)
+        shutil.copyfile(_run_path(r, root) / SUMMARY_FILE, target)
+    md = format_results_md(
+        root, rows, summary, title=title, status=status, plots=plots, included=statuses[1:]
+    )
     (report_dir / "RESULTS.md").write_text(md, encoding="utf-8")
     written.append(report_dir / "RESULTS.md")
     return written

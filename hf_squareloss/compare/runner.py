@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,24 +97,32 @@ def _check_stored_command(run_dir: Path, argv: Sequence[str], label: str) -> Non
         )
 
 
+SHARED_SETTINGS = (
+    "model_name_or_path",
+    "early_stopping_patience",
+    "noise_type",
+    "data_root",
+    "max_train_samples",
+    "max_eval_samples",
+    "recipe_args",
+)
+"""The settings every run of a sweep folder shares (the grid itself, tasks x losses x noise x seeds, may grow)."""
+
+
+def shared_settings_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+    """``"key: old -> new; ..."`` for the shared settings that differ, ``""`` when none does."""
+    changed = [k for k in SHARED_SETTINGS if stored.get(k) != current.get(k)]
+    return "; ".join(f"{k}: {stored.get(k)!r} -> {current.get(k)!r}" for k in changed)
+
+
 def _check_sweep_file(root: Path, spec: SweepSpec) -> None:
     """The shared settings of a sweep folder are fixed at its first start; the grid may grow."""
     path = root / SWEEP_FILE
     current = spec.to_dict()
     if path.is_file():
         stored = read_json(path).get("spec", {})
-        keys = (
-            "model_name_or_path",
-            "early_stopping_patience",
-            "noise_type",
-            "data_root",
-            "max_train_samples",
-            "max_eval_samples",
-            "recipe_args",
-        )
-        changed = [k for k in keys if stored.get(k) != current[k]]
-        if changed:
-            details = "; ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in changed)
+        details = shared_settings_differences(stored, current)
+        if details:
             raise ValueError(
                 f"{root} is a sweep with other shared settings ({details}). Use another --output_dir, or repeat "
                 "the original options (the grid itself may grow: more tasks, losses, seeds, noise rates)."
