@@ -537,7 +537,7 @@ def write_report(
                 ],
             },
             "summary": summary,
-            "runs": [{k: v for k, v in r.items() if k not in ("history", "root")} for r in rows],
+            "runs": [{k: v for k, v in r.items() if k != "history"} for r in rows],
         },
     )
     written += [report_dir / "results.csv", report_dir / "summary.csv", report_dir / "results.json"]
