@@ -274,7 +274,7 @@ def format_results_md(
     if included:
         folders = [(root, status), *included]
         lines += [
-            f"The runs come from {len(folders)} sweep folders with the same settings, run side by side.",
+            f"The runs come from {len(folders)} sweep folders with the same settings:",
             "",
         ]
         for folder, folder_status in folders:
