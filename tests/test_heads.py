@@ -590,11 +590,19 @@ def test_train_start_logs_the_resolved_loss(tmp_path, caplog):
     assert "loss_type='square'" in line and "k=1, M=3" in line and "values from:" in line
 
 
+def _prophetnet_config(ngram: int):
+    from transformers import ProphetNetConfig
+
+    sizes = {"hidden_size": 32, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32}
+    layers = {"num_encoder_layers": 1, "num_decoder_layers": 1}
+    heads_ = {"num_encoder_attention_heads": 2, "num_decoder_attention_heads": 2}
+    return ProphetNetConfig(vocab_size=50, ngram=ngram, **sizes, **layers, **heads_)
+
+
 def _aligned_lm(family: str):
     from transformers import (
         FlaubertConfig,
         FlaubertWithLMHeadModel,
-        ProphetNetConfig,
         ProphetNetForCausalLM,
         XLMConfig,
         XLMWithLMHeadModel,
@@ -610,19 +618,7 @@ def _aligned_lm(family: str):
         "xlnet": lambda: XLNetLMHeadModel(
             XLNetConfig(vocab_size=50, d_model=32, n_layer=1, n_head=2, d_inner=64)
         ),
-        "prophetnet": lambda: ProphetNetForCausalLM(
-            ProphetNetConfig(
-                vocab_size=50,
-                hidden_size=32,
-                encoder_ffn_dim=32,
-                decoder_ffn_dim=32,
-                num_encoder_layers=1,
-                num_decoder_layers=1,
-                num_encoder_attention_heads=2,
-                num_decoder_attention_heads=2,
-                ngram=1,
-            )
-        ),
+        "prophetnet": lambda: ProphetNetForCausalLM(_prophetnet_config(ngram=1)),
     }[family]().eval()
 
 
@@ -656,18 +652,8 @@ def test_cpmant_lm_head_is_an_aligned_lm_by_name():
 
 
 def test_prophetnet_with_ngram_streams_is_refused():
-    from transformers import ProphetNetConfig, ProphetNetForCausalLM
+    from transformers import ProphetNetForCausalLM
 
-    config = ProphetNetConfig(
-        vocab_size=50,
-        hidden_size=32,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        num_encoder_layers=1,
-        num_decoder_layers=1,
-        num_encoder_attention_heads=2,
-        num_decoder_attention_heads=2,
-        ngram=2,
-    )
+    config = _prophetnet_config(ngram=2)
     with pytest.raises(ValueError, match="2 n-gram prediction streams"):
         hsl.make_compute_loss_func("ce", model=ProphetNetForCausalLM(config))
