@@ -390,7 +390,9 @@ def test_a_grid_split_over_sweep_folders_is_reported_as_one(sweep_root: Path, tm
     }  # JSON keys
     assert ce_clean["mean"] == pytest.approx(float(np.mean(expected)))
     assert summary["sweep"]["included"][0]["root"] == str(other.resolve())
-    assert {r["root"] for r in summary["runs"] if r["seed"] == 3} == {str(other.resolve())}  # where each run is
+    assert {r["root"] for r in summary["runs"] if r["seed"] == 3} == {
+        str(other.resolve())
+    }  # where each run is
     md = (report / "RESULTS.md").read_text()
     assert "from 2 sweep folders with the same settings" in md and "hf-squareloss compare --seeds 3" in md
     assert (report / "runs/mrpc/early_stopping/ce/noise0/seed3.json").is_file()

@@ -205,6 +205,7 @@ def _execute(
             bufsize=1,
             env=env,
             errors="replace",
+            preexec_fn=_interruptible if os.name == "posix" else None,
         )
         try:
             assert proc.stdout is not None
@@ -217,6 +218,12 @@ def _execute(
             _stop(proc)
             log.write(f"\n===== {_now()} interrupted\n")
             raise
+
+
+def _interruptible() -> None:
+    """In the child, before it starts: SIGINT back to its default, so that :func:`_stop`'s polite SIGINT reaches the
+    run even when this sweep was started with SIGINT ignored (a background job of a shell script, say)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _stop(proc: subprocess.Popen) -> None:
