@@ -36,9 +36,9 @@ from .scores import (
 
 # The Trainer side imports transformers.Trainer (seconds); load it on first use so that the losses alone stay light.
 _LAZY = {
-    "LossFunction": "trainer",
+    "LossFunction": "loss_function",
     "SquareLossTrainer": "trainer",
-    "make_compute_loss_func": "trainer",
+    "make_compute_loss_func": "loss_function",
     "SquareLossTrainingArguments": "training_args",
     "attach_model_card": "trainer_card",
 }

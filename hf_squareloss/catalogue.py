@@ -2,7 +2,9 @@
 
 Everything here is read from the registry (:mod:`hf_squareloss.registry`): a loss registered with
 :func:`~hf_squareloss.registry.register_loss` is listed like the built-in ones. For each loss: its ``loss_type``,
-title, per-item formula, what its trained logits mean, its parameters with their defaults, the
+title, per-item formula, what its trained logits mean, its forms on the heads where it is not that per-item
+formula (on CTC heads: its CTC form, or "does not apply"; from hidden states: the function that computes it without
+the logits, or "logits only"), its parameters with their defaults and search ranges, the
 ``SquareLossTrainingArguments`` flag and the SpeechBrain YAML key of each, and its references.
 """
 
@@ -41,9 +43,11 @@ def loss_catalogue(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
                     "default": param.default,
                     "default_text": _default_text(param.default, param.setting),
                     "choices": list(param.choices) if param.choices else None,
+                    "search": list(param.search) if param.search else None,
                     "help": param.help,
                 }
             )
+        linear = spec.linear
         entries.append(
             {
                 "loss_type": spec.loss_type,
@@ -52,6 +56,8 @@ def loss_catalogue(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 "formula": spec.formula,
                 "outputs": spec.outputs,
                 "raw_logits": spec.raw_logits,
+                "ctc": {"name": spec.ctc.name, "formula": spec.ctc.formula} if spec.ctc else None,
+                "hidden_states": f"{linear.__module__}.{linear.__qualname__}" if linear else None,
                 "params": params,
                 "references": {key: BIBTEX.get(key) for key in spec.references},
             }
@@ -87,11 +93,18 @@ def format_catalogue(entries: Sequence[dict[str, Any]], *, full: bool = False, a
             f"  function:  {e['function']}",
             f"  per item:  {e['formula']}",
             f"  outputs:   {_outputs_text(e)}",
+            "  on CTC:    "
+            + (f"{e['ctc']['name']}, per utterance: {e['ctc']['formula']}" if e["ctc"] else "does not apply"),
+            "  hidden states (loss_from_hidden_states): "
+            + (e["hidden_states"] or "no such form (trains through the logits)"),
         ]
         if e["params"]:
             lines.append("  parameters (TrainingArguments flag / SpeechBrain YAML key, default):")
             for p in e["params"]:
                 choices = f"; one of {', '.join(p['choices'])}" if p["choices"] else ""
+                if p["search"]:
+                    low, high, log = p["search"]
+                    choices += f"; searched in [{low:g}, {high:g}]{' (log scale)' if log else ''}"
                 lines.append(f"    {p['flag']} / {p['yaml_key']}: {p['default_text']}{choices}")
                 lines.append(f"        {p['help']}")
         else:

@@ -13,7 +13,8 @@ kind                what the losses are computed on
 ``aligned_lm``      logits with ``labels`` as they are: the LM heads that transformers files as causal but whose
                     own loss pairs position ``t`` with label ``t`` (XLM, Flaubert, XLNet, CPM-Ant, ProphetNet); the caller
                     aligns the labels, as for these models' own loss.
-``ctc``             CTC over each utterance (``ce``) or Tamed CTC (``tce``); the other losses do not apply.
+``ctc``             the loss's CTC form over each utterance (the registry's ``LossSpec.ctc``: CTC for ``ce``,
+                    Tamed CTC for ``tce``); losses without one do not apply.
 ``classification``  logits ``(..., C)`` with labels ``(...)``: sequence, token, multiple-choice, image, audio.
 ==================  ========================================================================================
 
@@ -33,11 +34,14 @@ with ``ngram > 1`` is refused first: its own loss spans n-gram streams that its 
 
 Any other model whose logits and labels do not line up is refused with a ``ValueError`` naming the model class and
 both shapes: nothing is broadcast or trained on a guess.
+
+Wrappers are looked through (:func:`unwrap`): ``DistributedDataParallel`` / ``DataParallel`` (``.module``) and PEFT
+models (``get_base_model()``), so a LoRA adapter on a causal LM trains as the causal LM it adapts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,23 +49,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .functional import tame
+from .registry import LOSSES, get_loss_spec
 
 __all__ = [
     "ALIGNED_LM_HEADS",
-    "CTC_LOSS_TYPES",
     "HEAD_KINDS",
     "Head",
     "align",
     "check_loss_type",
     "ctc_input_lengths",
     "ctc_loss",
+    "ctc_loss_types",
     "decoder_input_ids",
     "describe_head",
     "head_kind",
     "is_language_model_output",
+    "is_peft_model",
     "item_targets",
     "num_classes",
+    "unwrap",
 ]
 
 HEAD_KINDS = ("causal_lm", "seq2seq", "masked_lm", "aligned_lm", "ctc", "classification")
@@ -77,10 +83,27 @@ ALIGNED_LM_HEADS = frozenset(
 """LM heads in transformers' causal-LM auto-mapping whose own loss is cross-entropy of ``logits`` against ``labels``
 position by position, without a shift (read in their ``forward``; all but CPM-Ant are also checked against their own
 loss in the tests)."""
-CTC_LOSS_TYPES = {"ce": "CTC", "tce": "Tamed CTC"}
-"""The losses that apply to CTC heads, and what they are there."""
-
 IGNORE_INDEX = -100
+
+
+def ctc_loss_types() -> dict[str, str]:
+    """The registered losses that apply to CTC heads, and what they are called there (``{"ce": "CTC", ...}``)."""
+    return {name: spec.ctc.name for name, spec in LOSSES.items() if spec.ctc is not None}
+
+
+def is_peft_model(model: Any) -> bool:
+    """True for a PEFT wrapper (``peft.PeftModel`` and its task subclasses), without importing PEFT."""
+    return any(cls.__module__.split(".")[0] == "peft" for cls in type(model).__mro__) and callable(
+        getattr(model, "get_base_model", None)
+    )
+
+
+def unwrap(model: Any) -> Any:
+    """The model under ``DistributedDataParallel`` / ``DataParallel`` (``.module``) and PEFT (``get_base_model()``)."""
+    model = getattr(model, "module", model)
+    if is_peft_model(model):
+        model = model.get_base_model()
+    return getattr(model, "module", model)
 
 
 def _mapping_names(*attrs: str) -> frozenset[str]:
@@ -110,7 +133,7 @@ def head_kind(model: Any) -> str:
     """One of :data:`HEAD_KINDS` for ``model`` (see the module docstring for the rule)."""
     from transformers.loss.loss_utils import ForCausalLMLoss, ForMaskedLMLoss
 
-    model = getattr(model, "module", model)  # DistributedDataParallel / DataParallel
+    model = unwrap(model)
     names = {cls.__name__ for cls in type(model).__mro__}  # subclasses of a known head are that head
     config = getattr(model, "config", None)
     declared = _loss_function_of(model)
@@ -171,7 +194,7 @@ class Head:
 
 def describe_head(model: Any) -> Head:
     """The :class:`Head` of ``model``."""
-    inner = getattr(model, "module", model)
+    inner = unwrap(model)
     kind = head_kind(inner)
     name = type(inner).__name__
     if kind != "ctc":
@@ -189,14 +212,14 @@ def describe_head(model: Any) -> Head:
 
 
 def check_loss_type(head: Head, loss_type: str) -> None:
-    """``ValueError`` when ``loss_type`` does not apply to the head (only ``ce`` and ``tce`` apply to CTC)."""
-    if head.kind == "ctc" and loss_type not in CTC_LOSS_TYPES:
+    """``ValueError`` when ``loss_type`` does not apply to the head (CTC heads take only the losses with a CTC form)."""
+    if head.kind == "ctc" and get_loss_spec(loss_type).ctc is None:
         raise ValueError(
             f"loss_type={loss_type!r} does not apply to the CTC head of {head.model_name}: CTC has no per-frame "
             "target class (the loss sums over every alignment of the label sequence to the frames), so a loss "
             "defined per (logits, class) item has nothing to compare the frames with. Use "
-            + " or ".join(f"{t!r} ({what})" for t, what in CTC_LOSS_TYPES.items())
-            + "."
+            + " or ".join(f"{t!r} ({what})" for t, what in ctc_loss_types().items())
+            + " (e.g. --loss_type ce)."
         )
 
 
@@ -248,7 +271,7 @@ def item_targets(head: Head, labels: Tensor) -> Tensor:
 def decoder_input_ids(model: Any, labels: Tensor) -> Tensor:
     """The decoder inputs an encoder-decoder model makes from ``labels`` when it gets no ``decoder_input_ids``: the
     labels shifted right, the decoder start token first, ``-100`` replaced by the pad token."""
-    inner = getattr(model, "module", model)
+    inner = unwrap(model)
     prepare = getattr(inner, "prepare_decoder_input_ids_from_labels", None)
     if prepare is not None:
         return prepare(labels=labels)
@@ -271,7 +294,7 @@ def ctc_input_lengths(model: Any, inputs: Mapping[str, Any]) -> Tensor | None:
     mask = inputs.get("attention_mask")
     if mask is None:
         return None
-    inner = getattr(model, "module", model)
+    inner = unwrap(model)
     lengths_of = getattr(inner, "_get_feat_extract_output_lengths", None)
     if lengths_of is None:
         raise ValueError(
@@ -287,15 +310,18 @@ def ctc_loss(
     labels: Tensor,
     input_lengths: Tensor | None,
     *,
-    alpha: float = 0.0,
+    transform: Callable[[Tensor], Tensor] | None = None,
+    per_utterance: bool = False,
 ) -> tuple[Tensor, int]:
-    r"""Sum over the utterances of CTC (``alpha = 0``) or Tamed CTC, and the number of utterances.
+    r"""Sum over the utterances of a CTC-form loss, and the number of utterances.
 
     Per utterance ``b`` with CTC negative log-likelihood :math:`\text{nll}_b` and :math:`L_b` target tokens (labels
-    other than ``-100`` and the blank), the summed term is ``tame(nll_b, alpha) / max(L_b, 1)`` when the model's
-    ``ctc_loss_reduction`` is ``"mean"`` and ``tame(nll_b, alpha)`` when it is ``"sum"``; ``ctc_zero_infinity``
-    zeroes impossible alignments as in the model. With ``alpha = 0`` the sum divided by the number of utterances is
-    the model's own loss (``"mean"``), the sum itself is (``"sum"``).
+    other than ``-100`` and the blank), the summed term is ``transform(nll_b) / max(L_b, 1)`` when the model's
+    ``ctc_loss_reduction`` is ``"mean"`` and ``transform(nll_b)`` when it is ``"sum"`` (``transform``: the loss's
+    :class:`~hf_squareloss.registry.CtcForm`, bound to its parameters; ``None`` is CTC itself);
+    ``ctc_zero_infinity`` zeroes impossible alignments as in the model. With CTC the sum divided by the number of
+    utterances is the model's own loss (``"mean"``), the sum itself is (``"sum"``). ``per_utterance``: return the
+    ``(batch,)`` terms instead of their sum.
     """
     if logits.dim() != 3 or labels.dim() != 2 or labels.shape[0] != logits.shape[0]:
         raise ValueError(
@@ -323,17 +349,17 @@ def ctc_loss(
             reduction="none",
             zero_infinity=head.ctc_zero_infinity,
         )
-    per_utterance = tame(nll, alpha)
+    terms = nll if transform is None else transform(nll)
     if not head.ctc_zero_infinity:  # an impossible alignment stays infinite, as in the model's own loss
-        per_utterance = torch.where(torch.isinf(nll), nll, per_utterance)
+        terms = torch.where(torch.isinf(nll), nll, terms)
     if head.ctc_reduction == "mean":
-        per_utterance = per_utterance / target_lengths.clamp_min(1).to(per_utterance.dtype)
-    return per_utterance.sum(), batch
+        terms = terms / target_lengths.clamp_min(1).to(terms.dtype)
+    return (terms if per_utterance else terms.sum()), batch
 
 
 def num_classes(model: Any) -> int | None:
     """The number of classes of the head's logits from the config, or ``None`` when only the logits can tell."""
-    inner = getattr(model, "module", model)
+    inner = None if model is None else unwrap(model)
     if inner is None or "MultipleChoice" in type(inner).__name__:
         return None
     config = getattr(inner, "config", None)

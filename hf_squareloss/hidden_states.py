@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .linear import linear_loss_function
+from .registry import hidden_state_function
 
 __all__ = [
     "capture_output_layer_input",
@@ -148,5 +148,5 @@ def hidden_state_loss_sum(
             f"{type(_unwrap(model)).__name__}: hidden states {tuple(hidden.shape)} and labels "
             f"{tuple(labels.shape)} do not line up (expected hidden (..., d) and labels (...))"
         )
-    fn = linear_loss_function(loss_type)
+    fn = hidden_state_function(loss_type)
     return fn(hidden, layer.weight, labels, layer.bias, ignore_index=IGNORE_INDEX, reduction="sum", **params)

@@ -25,8 +25,6 @@ gradient of ``weight``. Second derivatives are not supported.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -34,10 +32,8 @@ from torch.autograd.function import once_differentiable
 from .functional import REDUCTIONS, check_alpha, check_label_smoothing, check_positive, tame
 
 __all__ = [
-    "LINEAR_LOSSES",
     "default_chunk_size",
     "linear_cross_entropy",
-    "linear_loss_function",
     "linear_square_loss",
     "linear_tamed_cross_entropy",
 ]
@@ -587,22 +583,3 @@ def linear_cross_entropy(
     return _linear_softmax_loss(
         hidden, weight, labels, bias, 0.0, eps, ignore_index, reduction, chunk_size, "linear_cross_entropy"
     )
-
-
-# loss_type of the registry -> its hidden-state form (keyword arguments: the registry's hyper-parameters)
-LINEAR_LOSSES: dict[str, Callable[..., Tensor]] = {
-    "ce": linear_cross_entropy,
-    "square": linear_square_loss,
-    "tce": linear_tamed_cross_entropy,
-}
-
-
-def linear_loss_function(loss_type: str) -> Callable[..., Tensor]:
-    """The hidden-state form of a registered ``loss_type``; ``ValueError`` for the losses that have none."""
-    try:
-        return LINEAR_LOSSES[loss_type]
-    except KeyError:
-        raise ValueError(
-            f"loss_type {loss_type!r} has no form computed from the hidden states; use one of "
-            f"{sorted(LINEAR_LOSSES)} or the logits path"
-        ) from None

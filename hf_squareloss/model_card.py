@@ -10,8 +10,10 @@ references), the BibTeX through :mod:`hf_squareloss.citations` and how to read o
 A card is Markdown with YAML metadata that ``huggingface_hub.ModelCard(text, ignore_metadata_errors=False)``
 accepts: ``library_name``, ``base_model``, ``datasets``, ``tags``, ``pipeline_tag``, a ``model-index`` carrying
 every evaluation metric with its task and dataset (name, config, split), and an ``hf_squareloss`` block: the loss
-record of the model (``loss_type``, its parameters, their ``source``, ``num_classes``, the calibration
-``temperature`` when one was fitted) and the label-noise settings when the training labels were corrupted.
+record of the model (``loss_type``, its parameters, their ``source``, ``num_classes``, the head kind and the
+``form`` the loss took there, the calibration ``temperature`` when one was fitted) and the label-noise settings when
+the training labels were corrupted. A loss recorded in its CTC form (``form: ctc``) is described as such: its
+name there (CTC, Tamed CTC) and its per-utterance formula, not the per-class one.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "eval_history",
     "fmt",
     "front_matter",
+    "loss_as_trained",
     "loss_block",
     "metadata",
     "render_model_card",
@@ -80,6 +83,8 @@ METRIC_NAMES = {
     "spearmanr": ("spearmanr", "Spearman correlation"),
     "combined_score": ("combined_score", "Combined score"),
     "loss": ("loss", "Validation loss"),
+    "nll": ("nll", "Negative log-likelihood of the served probabilities"),
+    "perplexity": ("perplexity", "Perplexity of the served probabilities"),
 }
 # numbers the Trainer logs with every evaluation that are not metrics of the model
 _NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "samples", "epoch", "step")
@@ -222,6 +227,9 @@ def loss_block(loss: Mapping[str, Any], label_noise: Mapping[str, Any] | None = 
         block["source"] = loss["source"]
     if loss.get("num_classes") is not None:
         block["num_classes"] = int(loss["num_classes"])
+    for key in ("head", "form"):
+        if loss.get(key):
+            block[key] = str(loss[key])
     if loss.get(TEMPERATURE_KEY) is not None:
         block[TEMPERATURE_KEY] = float(loss[TEMPERATURE_KEY])
     if label_noise:
@@ -236,6 +244,32 @@ def loss_block(loss: Mapping[str, Any], label_noise: Mapping[str, Any] | None = 
     if loss.get("hf_squareloss_version"):
         block["version"] = loss["hf_squareloss_version"]
     return block
+
+
+def loss_as_trained(loss: Mapping[str, Any]) -> tuple[str, str, str]:
+    """``(title, formula, formula lead-in)`` of the loss as the record says it was trained: the loss's CTC form for
+    ``form: ctc`` (its name there, its per-utterance formula), else the per-item formula on the logits."""
+    config = LossConfig.from_dict(loss)
+    form = loss.get("form")
+    if form == "ctc":
+        ctc = config.spec.ctc
+        if ctc is None:
+            raise ValueError(
+                f"the record says form 'ctc', but loss_type {config.loss_type!r} has no CTC form"
+            )
+        return (
+            f"{ctc.name} (the CTC form of the {config.spec.title})" if ctc.name != "CTC" else "CTC loss",
+            ctc.formula,
+            "Per utterance $x$ with label sequence $y$ (divided by the length of $y$ when the model's "
+            "`ctc_loss_reduction` is `mean`), with $q_t$ the softmax of frame $t$'s logits",
+        )
+    lead = "Per example, with logits $f$ and label $y$ over $C$ classes"
+    if form == "hidden_states":
+        lead += (
+            " (computed from the last hidden states and the output layer's weight, without making the logits: "
+            "the same value and gradients)"
+        )
+    return config.spec.title, config.spec.formula, lead
 
 
 def _tags(info: ModelCardInfo, config: LossConfig) -> list[str]:
@@ -272,7 +306,8 @@ def metadata(info: ModelCardInfo) -> dict[str, Any]:
         library_name=info.library_name,
         pipeline_tag=info.task_type,
         tags=_tags(info, config),
-        metrics=sorted({m.type for m in info.metrics if m.type != "loss"} if results else ()) or None,
+        metrics=sorted({m.type for m in info.metrics if m.type not in ("loss", "nll")} if results else ())
+        or None,
         model_name=info.model_name,
         eval_results=results or None,
         hf_squareloss=loss_block(info.loss, info.label_noise),
@@ -282,6 +317,12 @@ def metadata(info: ModelCardInfo) -> dict[str, Any]:
 
 
 def _how_to_read(info: ModelCardInfo, config: LossConfig) -> str:
+    if info.loss.get("form") == "ctc":
+        return (
+            "This is a CTC model: its logits are per-frame scores over the vocabulary, blank included, whose "
+            "softmax gives the frame probabilities that CTC sums over alignments. Decode with argmax (greedy) or "
+            'a CTC beam search, e.g. `pipeline("automatic-speech-recognition", model=...)`.'
+        )
     kwargs = pipeline_kwargs(info.loss)  # the record: what the model says about itself, calibration included
     model = info.model_id or "<this model>"
     call = "".join(f", {k}={json.dumps(v)}" for k, v in kwargs.items())
@@ -365,6 +406,7 @@ def render_model_card(info: ModelCardInfo) -> str:
     outputs, training data, training procedure, results, the builder's own sections, framework versions, citation.
     """
     config = LossConfig.from_dict(info.loss)
+    title, formula, lead = loss_as_trained(info.loss)
     parts = [front_matter(metadata(info)), f"# {info.model_name}\n"]
 
     task = info.task_name.lower()
@@ -373,9 +415,7 @@ def render_model_card(info: ModelCardInfo) -> str:
         intro += f" fine-tuned from [{info.base_model}](https://huggingface.co/{info.base_model})"
     if info.dataset_name or info.dataset_id:
         intro += f" on {info.dataset_name or info.dataset_id}"
-    parts.append(
-        f"{intro}, trained with the **{config.spec.title}** through [hf-squareloss]({PROJECT_URL}).\n"
-    )
+    parts.append(f"{intro}, trained with the **{title}** through [hf-squareloss]({PROJECT_URL}).\n")
     if info.base_model_note:
         parts.append(info.base_model_note + "\n")
 
@@ -391,7 +431,7 @@ def render_model_card(info: ModelCardInfo) -> str:
         + (f", {classes} classes" if classes else "")
         + ".\n"
     )
-    parts.append(f"Per example, with logits $f$ and label $y$ over $C$ classes: {config.spec.formula}.\n")
+    parts.append(f"{lead}: {formula}.\n")
 
     parts.append("## How to read the outputs\n")
     parts.append((info.how_to_read or _how_to_read(info, config)) + "\n")

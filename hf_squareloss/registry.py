@@ -6,7 +6,10 @@ Everything else in the package asks this module which losses exist and how to bu
 model cards (formula, citation) and the loss record saved with a model.
 
 Adding a loss is one module with its functional form (see :mod:`hf_squareloss.losses`) and one :class:`LossSpec`
-here, or, from outside the package, :func:`register_loss`. A loss registered before
+here, or, from outside the package, :func:`register_loss`. A spec also says what the loss is on the heads where it
+is not a per-item formula on the logits: its CTC form (:class:`CtcForm`: CTC for ``ce``, Tamed CTC for ``tce``;
+a loss without one is refused on CTC heads) and its form computed from the hidden states and the output layer
+(``linear``, :mod:`hf_squareloss.linear`; used by ``loss_from_hidden_states``). A loss registered before
 ``hf_squareloss.training_args`` (or the Trainer) is first imported gets its ``TrainingArguments`` fields; one
 registered later gets them in a class built by :func:`hf_squareloss.training_args.training_arguments_class`.
 """
@@ -23,6 +26,7 @@ from typing import Any
 from torch import Tensor
 
 from . import functional as L
+from . import linear as linear_forms
 from .citations import BIBTEX
 from .losses import focal_loss, generalized_cross_entropy, nce_rce, squentropy, symmetric_cross_entropy
 from .losses.focal import DEFAULT_FOCAL_GAMMA
@@ -32,11 +36,15 @@ from .losses.sce import DEFAULT_RCE_A, DEFAULT_SCE_ALPHA, DEFAULT_SCE_BETA, chec
 from .presets import SQUARE_LOSS_PRESETS, preset_names, preset_rule, square_loss_preset
 
 __all__ = [
+    "FORMS",
     "LOSSES",
+    "SEARCH",
+    "CtcForm",
     "LossConfig",
     "LossParam",
     "LossSpec",
     "get_loss_spec",
+    "hidden_state_function",
     "loss_fields",
     "loss_types",
     "register_loss",
@@ -47,6 +55,13 @@ DEFAULT_TCE_ALPHA = L.DEFAULT_TCE_ALPHA
 
 USER = "user"
 DEFAULT = "default"
+SEARCH = "search"
+"""Source of a value set by a hyper-parameter search trial (``Trainer.hyperparameter_search``)."""
+
+FORMS = ("logits", "ctc", "hidden_states")
+"""How a loss was computed for a head, as its record says (``form``): the per-item formula on the logits; the loss's
+CTC form over each utterance (:class:`CtcForm`); the per-item formula computed from the hidden states and the output
+layer, without the logits (same value and gradients as on the logits)."""
 
 
 @dataclass(frozen=True)
@@ -69,10 +84,38 @@ class LossParam:
     neutral value and refuses any other, instead of ignoring it."""
     field: str | None = None
     """Name of the ``TrainingArguments`` field; default ``<loss_type>_<name>`` in lower case."""
+    search: tuple[float, float, bool] | None = None
+    """Range of a hyper-parameter search over it, ``(low, high, log_scale)`` (:mod:`hf_squareloss.search`); ``None``:
+    not searched by default."""
 
     def field_name(self, loss_type: str) -> str:
         return self.field or f"{loss_type}_{self.name.lower()}"
 
+
+@dataclass(frozen=True)
+class CtcForm:
+    """What a loss is on a CTC head (``*ForCTC``), where there is no per-frame target class: a transform of each
+    utterance's CTC negative log-likelihood ``nll`` (``-log`` of the summed probability of every alignment of the
+    label sequence to the frames), divided by the number of target tokens when the model's ``ctc_loss_reduction``
+    is ``"mean"``, as the model's own loss is."""
+
+    name: str
+    """What the loss is called there (``"CTC"``, ``"Tamed CTC"``)."""
+    formula: str
+    """Per-utterance formula in Markdown with LaTeX, for documentation and model cards."""
+    transform: Callable[..., Tensor]
+    """``transform(nll, **params)``: the per-utterance loss from ``nll`` and the loss's resolved parameters."""
+
+
+def _ctc_nll(nll: Tensor, **params: Any) -> Tensor:
+    return nll
+
+
+def _tamed_ctc(nll: Tensor, *, alpha: float, **params: Any) -> Tensor:
+    return L.tame(nll, float(alpha))
+
+
+_CTC_NLL = r"$\mathrm{nll} = -\log \sum_{a \in \mathcal{B}^{-1}(y)} \prod_t q_{t, a_t}$"
 
 DefaultsHook = Callable[..., tuple[dict[str, Any], dict[str, str], str]]
 """``(given, num_classes) -> (values, per-parameter sources, overall source)`` for parameters whose default depends
@@ -98,6 +141,11 @@ class LossSpec:
     defaults: DefaultsHook | None = None
     validate: Callable[[Mapping[str, Any]], None] | None = None
     """Checks that involve several parameters (``ValueError``), run on the resolved values."""
+    ctc: CtcForm | None = None
+    """The loss's form on CTC heads; ``None``: it does not apply to them (refused)."""
+    linear: Callable[..., Tensor] | None = None
+    """Its form computed from hidden states and the output layer's weight (:mod:`hf_squareloss.linear`); ``None``:
+    it trains through the logits only."""
 
     @property
     def hyperparameters(self) -> tuple[str, ...]:
@@ -166,12 +214,21 @@ LOSSES: dict[str, LossSpec] = {
                     check=_check_label_smoothing,
                     neutral=0.0,
                     field="label_smoothing_factor",
+                    search=(0.0, 0.3, False),
                 ),
             ),
             outputs="probabilities",
             raw_logits=False,
             title="softmax cross-entropy",
             formula=r"$\ell(f, y) = -\log \mathrm{softmax}(f)_y$",
+            ctc=CtcForm(
+                name="CTC",
+                formula=r"$\ell(x, y) = \mathrm{nll}$, "
+                + _CTC_NLL
+                + r" over the alignments $a$ of $y$ to the frames, $q_t = \mathrm{softmax}(f_t)$",
+                transform=_ctc_nll,
+            ),
+            linear=linear_forms.linear_cross_entropy,
         ),
         LossSpec(
             loss_type="square",
@@ -181,11 +238,13 @@ LOSSES: dict[str, LossSpec] = {
                     "k",
                     "weight k > 0 of the true-class term; default: from --square_preset, else from the number "
                     f"of classes: {preset_rule()}",
+                    search=(1.0, 30.0, True),
                 ),
                 LossParam(
                     "M",
                     "target M > 0 of the true-class logit; default: from --square_preset, else from the number "
                     f"of classes: {preset_rule()}",
+                    search=(1.0, 30.0, True),
                 ),
                 LossParam(
                     "preset",
@@ -203,6 +262,7 @@ LOSSES: dict[str, LossSpec] = {
             title="rescaled square loss (Hui & Belkin, 2021)",
             formula=r"$\ell(f, y) = \frac{1}{C}\left(k\,(f_y - M)^2 + \sum_{i \neq y} f_i^2\right)$ on raw logits $f$ (no softmax)",
             references=("hui2021evaluation",),
+            linear=linear_forms.linear_square_loss,
         ),
         LossSpec(
             loss_type="tce",
@@ -214,6 +274,7 @@ LOSSES: dict[str, LossSpec] = {
                     f"{DEFAULT_TCE_ALPHA:g} is the TCE paper's best trade-off",
                     default=DEFAULT_TCE_ALPHA,
                     check=_check_alpha,
+                    search=(0.0, 3.0, False),
                 ),
             ),
             outputs="probabilities",
@@ -224,6 +285,14 @@ LOSSES: dict[str, LossSpec] = {
                 r"($\log(1 - \log q_y)$ at $\alpha = 1$; cross-entropy at $\alpha = 0$)"
             ),
             references=("martinez2018taming",),
+            ctc=CtcForm(
+                name="Tamed CTC",
+                formula=r"$\ell(x, y) = \frac{(1 + \mathrm{nll})^{1-\alpha} - 1}{1 - \alpha}$, "
+                + _CTC_NLL
+                + r" (the TCE transform of the utterance's CTC negative log-likelihood; CTC at $\alpha = 0$)",
+                transform=_tamed_ctc,
+            ),
+            linear=linear_forms.linear_tamed_cross_entropy,
         ),
         LossSpec(
             loss_type="softmax_mse",
@@ -264,6 +333,7 @@ LOSSES: dict[str, LossSpec] = {
                     f"exponent in (0, 1] (-> cross-entropy as q -> 0); {DEFAULT_GCE_Q:g} is the paper's setting",
                     default=DEFAULT_GCE_Q,
                     check=L.check_unit_interval,
+                    search=(0.1, 1.0, False),
                 ),
             ),
             outputs="probabilities",
@@ -281,12 +351,14 @@ LOSSES: dict[str, LossSpec] = {
                     "weight >= 0 of the cross-entropy",
                     default=DEFAULT_SCE_ALPHA,
                     check=L.check_nonnegative,
+                    search=(0.01, 10.0, True),
                 ),
                 LossParam(
                     "beta",
                     "weight >= 0 of the reverse cross-entropy",
                     default=DEFAULT_SCE_BETA,
                     check=L.check_nonnegative,
+                    search=(0.01, 10.0, True),
                 ),
                 LossParam("A", _RCE_A_HELP, default=DEFAULT_RCE_A, check=L.check_negative),
             ),
@@ -309,12 +381,14 @@ LOSSES: dict[str, LossSpec] = {
                     "weight >= 0 of the normalized cross-entropy",
                     default=DEFAULT_NCE_RCE_ALPHA,
                     check=L.check_nonnegative,
+                    search=(0.1, 10.0, True),
                 ),
                 LossParam(
                     "beta",
                     "weight >= 0 of the reverse cross-entropy",
                     default=DEFAULT_NCE_RCE_BETA,
                     check=L.check_nonnegative,
+                    search=(0.1, 10.0, True),
                 ),
                 LossParam("A", _RCE_A_HELP, default=DEFAULT_RCE_A, check=L.check_negative),
             ),
@@ -337,6 +411,7 @@ LOSSES: dict[str, LossSpec] = {
                     f"focusing exponent >= 0 (0 is cross-entropy); {DEFAULT_FOCAL_GAMMA:g} is the paper's setting",
                     default=DEFAULT_FOCAL_GAMMA,
                     check=L.check_nonnegative,
+                    search=(0.0, 5.0, False),
                 ),
             ),
             outputs="probabilities",
@@ -414,18 +489,45 @@ def register_loss(
     unknown = [k for k in spec.references if k not in BIBTEX and k not in entries]
     if unknown:
         raise ValueError(f"{name}: no BibTeX for reference(s) {unknown}; pass them as bibtex={{key: entry}}")
+    if spec.ctc is not None and not callable(spec.ctc.transform):
+        raise ValueError(f"{name}: ctc.transform must be callable as transform(nll, **params)")
+    for param in spec.params:
+        if param.search is not None:
+            low, high, log = param.search
+            if not low < high or (log and low <= 0):
+                raise ValueError(
+                    f"{name}.{param.name}: bad search range {param.search} (low < high, low > 0 on a log scale)"
+                )
     BIBTEX.update(entries)
     LOSSES[name] = spec
     return spec
 
 
+def hidden_state_function(loss_type: str) -> Callable[..., Tensor]:
+    """The form of ``loss_type`` computed from hidden states and the output layer's weight (``LossSpec.linear``);
+    ``ValueError`` for a loss that has none."""
+    spec = get_loss_spec(loss_type)
+    if spec.linear is None:
+        having = [t for t, s in LOSSES.items() if s.linear is not None]
+        raise ValueError(
+            f"loss_type {loss_type!r} has no form computed from the hidden states; use one of {having} or the "
+            "logits path"
+        )
+    return spec.linear
+
+
 def _overall_source(sources: Mapping[str, str]) -> str:
-    kinds = set(sources.values())
-    if not kinds or kinds == {DEFAULT}:
+    """One word for the sources of all parameters: the only one, or the non-default ones with ``rest default``."""
+    kinds = list(dict.fromkeys(sources.values()))
+    if not kinds or kinds == [DEFAULT]:
         return DEFAULT
-    if kinds == {USER}:
-        return USER
-    return f"{USER}, rest {DEFAULT}"
+    if len(kinds) == 1:
+        return kinds[0]
+    given = [k for k in (SEARCH, USER) if k in kinds]
+    derived = [k for k in kinds if k not in (SEARCH, USER, DEFAULT)]  # from a preset, a setting
+    rest = [f"rest from {', '.join(derived)}"] if derived else []
+    rest += [f"rest {DEFAULT}"] if DEFAULT in kinds else []
+    return ", ".join([*given, *rest]) if given else ", ".join([*derived, *rest[len(derived) > 0 :]])
 
 
 @dataclass(frozen=True)
@@ -444,12 +546,21 @@ class LossConfig:
     """Where each hyper-parameter came from: ``"user"`` (given), ``"default"`` (the registry's) or a preset."""
 
     @classmethod
-    def resolve(cls, loss_type: str, *, num_classes: int | None = None, **settings: Any) -> LossConfig:
+    def resolve(
+        cls,
+        loss_type: str,
+        *,
+        num_classes: int | None = None,
+        origin: Mapping[str, str] | None = None,
+        **settings: Any,
+    ) -> LossConfig:
         """Validate and fill in the hyper-parameters of ``loss_type``.
 
         ``settings`` are parameters by their keyword in the loss's schema (``k``, ``M``, ``preset`` for ``square``,
         ``alpha`` for ``tce``, ``q`` for ``gce``...); ``None`` means not given. A parameter not given takes the
-        registry's default and is recorded as such. A given parameter that ``loss_type`` does not have is
+        registry's default and is recorded as such; a given one is recorded as ``"user"``, or as what ``origin``
+        says for it (``{"alpha": "search"}``: set by a hyper-parameter search trial). A value derived from a given
+        setting (the square loss's ``(k, M)`` from ``preset``) is recorded with that setting's origin too. A given parameter that ``loss_type`` does not have is
         validated as another loss's parameter of that name and otherwise ignored, except a non-neutral
         ``label_smoothing``, which is an error for a loss that cannot honour it; a name no loss has is an error.
         The square loss takes ``(k, M)`` from ``k``/``M``, else from ``preset``, else from ``num_classes`` (see
@@ -496,12 +607,12 @@ class LossConfig:
                 values[param.name], sources[param.name] = param.default, DEFAULT
         if spec.validate is not None:
             spec.validate(values)
-        return cls(
-            loss_type=loss_type,
-            params=values,
-            source=overall if overall is not None else _overall_source(sources),
-            sources=sources,
-        )
+        overall = overall if overall is not None else _overall_source(sources)
+        origins = {name: where for name, where in (origin or {}).items() if name in given and where != USER}
+        if origins:
+            sources = _with_origins(spec, sources, origins)
+            overall = _overall_source(sources)
+        return cls(loss_type=loss_type, params=values, source=overall, sources=sources)
 
     @property
     def spec(self) -> LossSpec:
@@ -553,6 +664,21 @@ class LossConfig:
             return self.loss_type
         inner = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
         return f"{self.loss_type} ({inner})"
+
+
+def _with_origins(spec: LossSpec, sources: Mapping[str, str], origins: Mapping[str, str]) -> dict[str, str]:
+    """``sources`` with each given parameter's ``"user"`` replaced by its origin, and the values derived from a given
+    setting (a preset) prefixed with that setting's origin (``"search: preset timit (Hui & Belkin)"``)."""
+    out = {}
+    settings = [origins[p.name] for p in spec.params if p.setting and p.name in origins]
+    for name, source in sources.items():
+        if source == USER and name in origins:
+            out[name] = origins[name]
+        elif source not in (USER, DEFAULT) and settings:
+            out[name] = f"{settings[0]}: {source}"
+        else:
+            out[name] = source
+    return out
 
 
 def _same_values(a: Mapping[str, float], b: Mapping[str, float]) -> bool:

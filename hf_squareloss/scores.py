@@ -7,13 +7,22 @@ apply one: ``pipeline("text-classification", model=..., function_to_apply="none"
 Once a **temperature** ``T`` has been fitted (:func:`hf_squareloss.calibration.fit_temperature`) and stored in the
 loss record (``config.hf_squareloss["temperature"]``), every model serves probabilities: ``softmax(logits / T)``
 for the cross-entropy family, ``softmax((logits / M) / T)`` for the square loss. :func:`logits_to_scores` and
-:func:`pipeline_scores` return them.
+:func:`pipeline_scores` return them, and :func:`served_nll` their negative log-likelihood, the one scale on which
+models trained with different losses compare.
+
+**Where the record lives.** In ``model.config.hf_squareloss`` (saved in ``config.json``). A PEFT adapter (LoRA...)
+saves no ``config.json``: its record lives in the adapter's own config, ``peft_config[adapter].auto_mapping``
+under the same key, which PEFT writes to ``adapter_config.json`` and loads back (it reads that mapping only for
+adapters without a task type, and then only its own keys). :func:`store_record` writes both places, and every
+reader here (:func:`loss_config_of`, :func:`temperature_of`, :func:`logits_to_scores`...) finds the adapter's record
+first on a model that carries one: ``AutoPeftModelForSequenceClassification.from_pretrained(folder)`` gives a model
+these functions read as it was trained.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -27,8 +36,11 @@ __all__ = [
     "loss_config_of",
     "pipeline_kwargs",
     "pipeline_scores",
+    "read_record",
     "served_log_probs",
+    "served_nll",
     "set_temperature",
+    "store_record",
     "temperature_of",
 ]
 
@@ -37,14 +49,69 @@ TEMPERATURE_KEY = "temperature"
 """Key of the fitted temperature in the loss record (a float; absent when the model was not calibrated)."""
 
 
+def _adapter_configs(model: Any) -> list[Any]:
+    """The PEFT configs of ``model``'s active adapters (a ``PeftModel``, or a transformers model with an adapter
+    loaded: ``peft_config`` is then a dict of adapter name -> config); ``[]`` for any other object."""
+    configs = getattr(model, "peft_config", None)
+    if not isinstance(configs, Mapping) or not configs:
+        return []
+    active = getattr(model, "active_adapter", None)
+    if callable(active):  # transformers' PeftAdapterMixin: a method, deprecated for active_adapters()
+        active = None
+    if active is None and callable(getattr(model, "active_adapters", None)):
+        try:
+            active = model.active_adapters()
+        except Exception:  # no adapter active yet
+            active = None
+    names = [active] if isinstance(active, str) else list(active or [])
+    return [configs[name] for name in names if name in configs] or list(configs.values())[:1]
+
+
+def _adapter_record(model: Any) -> Mapping[str, Any] | None:
+    for config in _adapter_configs(model):
+        mapping = getattr(config, "auto_mapping", None)
+        if isinstance(mapping, Mapping) and isinstance(mapping.get(CONFIG_KEY), Mapping):
+            return mapping[CONFIG_KEY]
+    return None
+
+
 def _record_of(source: Any) -> Mapping[str, Any] | None:
     """The loss record dict of a record, a model config or a model; ``None`` for names and ``LossConfig``."""
     if isinstance(source, (str, LossConfig)):
         return None
     if isinstance(source, Mapping):
         return source
+    adapter = _adapter_record(source)
+    if adapter is not None:  # an adapter's own loss wins over a record its base model may carry
+        return adapter
     config = getattr(source, "config", source)
     return getattr(config, CONFIG_KEY, None)
+
+
+def read_record(source: Any) -> dict[str, Any] | None:
+    """A copy of the loss record of a model, a PEFT model or a config (``None`` when it carries none)."""
+    record = _record_of(source)
+    return dict(record) if isinstance(record, Mapping) else None
+
+
+def store_record(model: Any, record: Mapping[str, Any] | None) -> None:
+    """Write ``record`` as the loss record of ``model`` (``None`` removes it): into ``model.config`` and, for a
+    model with PEFT adapters, into the active adapter's config, so that the adapter saves it."""
+    inner = getattr(model, "module", model)
+    config = getattr(inner, "config", None)
+    if config is not None:
+        if record is None:
+            if hasattr(config, CONFIG_KEY):
+                delattr(config, CONFIG_KEY)
+        else:
+            setattr(config, CONFIG_KEY, dict(record))
+    for adapter in _adapter_configs(inner):
+        mapping = dict(getattr(adapter, "auto_mapping", None) or {})
+        if record is None:
+            mapping.pop(CONFIG_KEY, None)
+        else:
+            mapping[CONFIG_KEY] = dict(record)
+        adapter.auto_mapping = mapping or None
 
 
 def loss_config_of(source: Any) -> LossConfig:
@@ -84,13 +151,13 @@ def temperature_of(source: Any) -> float | None:
 
 
 def set_temperature(model: Any, temperature: float | None) -> None:
-    """Store ``temperature`` in ``model.config.hf_squareloss`` (``None`` removes it); saved with the model.
+    """Store ``temperature`` in the loss record of ``model`` (``None`` removes it); saved with the model, or with
+    its PEFT adapter.
 
     The model (or config) must already carry a loss record: calibration belongs to a model trained with a known loss.
     """
-    config = getattr(model, "config", model)
-    record = getattr(config, CONFIG_KEY, None)
-    if not isinstance(record, MutableMapping):
+    record = _record_of(model)
+    if not isinstance(record, Mapping):
         raise ValueError(
             f"{type(model).__name__} carries no `{CONFIG_KEY}` record in its config; train it with hf-squareloss "
             "(or set the record) before storing a temperature"
@@ -100,7 +167,10 @@ def set_temperature(model: Any, temperature: float | None) -> None:
         record.pop(TEMPERATURE_KEY, None)
     else:
         record[TEMPERATURE_KEY] = check_temperature(temperature)
-    setattr(config, CONFIG_KEY, record)
+    if hasattr(model, "config") or _adapter_configs(model):
+        store_record(model, record)
+    else:  # a bare config
+        setattr(model, CONFIG_KEY, record)
 
 
 def _wide(logits: Tensor) -> Tensor:
@@ -126,6 +196,35 @@ def served_log_probs(logits: Tensor, loss: Any, *, temperature: float | None = N
         temperature = temperature_of(loss)
     scale = 1.0 if temperature is None else check_temperature(temperature)
     return torch.log_softmax(_unscaled(_wide(logits), config) / scale, dim=-1)
+
+
+def served_nll(
+    logits: Tensor,
+    labels: Tensor,
+    loss: Any,
+    *,
+    temperature: float | None = None,
+    ignore_index: int = -100,
+) -> Tensor:
+    r"""Negative log-likelihood of ``labels`` under the probabilities the model serves, per item.
+
+    ``-log softmax(z / T)[y]`` with ``z`` and ``T`` as in :func:`served_log_probs`: for the cross-entropy family the
+    cross-entropy of the logits, for the square loss that of ``softmax(logits / M)`` (or the fitted temperature).
+    Logits ``(..., C)``, integer labels ``(...)``; the result has the labels' shape, 0 where a label is
+    ``ignore_index``. Evaluation reports its mean as ``eval_nll``: unlike the training loss it means the same for
+    every loss, so models trained with different losses compare on it.
+    """
+    config = loss_config_of(loss)
+    if temperature is None:
+        temperature = temperature_of(loss)
+    scale = 1.0 if temperature is None else check_temperature(temperature)
+    z = _unscaled(_wide(logits), config) / scale
+    if z.shape[:-1] != labels.shape:
+        raise ValueError(f"logits {tuple(z.shape)} and labels {tuple(labels.shape)} do not line up")
+    flat = torch.nn.functional.cross_entropy(
+        z.reshape(-1, z.shape[-1]), labels.reshape(-1), ignore_index=ignore_index, reduction="none"
+    )
+    return flat.reshape(labels.shape)
 
 
 def logits_to_scores(logits: Tensor, loss: Any, *, temperature: float | None = None) -> Tensor:

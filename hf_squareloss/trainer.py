@@ -1,291 +1,59 @@
-"""``SquareLossTrainer`` and the ``compute_loss_func`` for the stock ``Trainer``.
+"""``SquareLossTrainer``: a ``transformers.Trainer`` that trains with the loss chosen by ``loss_type``.
 
-Normalisation. The loss of a training step is ``sum(per-item loss) / num_items_in_batch``, where
-``num_items_in_batch`` is the number of items in the whole accumulated batch, over all processes: the non-ignored
-labels, counted by :class:`SquareLossTrainer` per head (:mod:`.heads`: causal LMs on ``labels[..., 1:]``, CTC per
-utterance). Hence one step with batch 16 equals batch 8 x 2 accumulation steps, and 2 processes x 8 equal
-1 x 16, for every loss type, ``ce`` included. Stock transformers 5.x gets this wrong for BERT-family
-``*ForSequenceClassification`` models: their ``forward`` accepts ``**kwargs``, so the Trainer believes they
-normalise by ``num_items_in_batch``; they return a per-micro-batch mean instead, which the Trainer then neither
-divides by the accumulation steps nor by the world size. It also counts GPT-2's labels unshifted (its
-``loss_type`` is ``None``), so GPT-2's own loss is divided by one token too many per row.
+The loss itself (``compute_loss_func``, its normalisation and its record) is :class:`~hf_squareloss.LossFunction`
+(:mod:`hf_squareloss.loss_function`). This Trainer adds what the stock one cannot know: it counts
+``num_items_in_batch`` per head in training and evaluation alike (causal LMs on ``labels[..., 1:]`` whatever their
+``loss_type`` says, CTC per utterance), so ``eval_loss`` is the training objective normalised as in training; it
+reports ``eval_nll`` (and ``eval_perplexity`` for LM heads), the negative log-likelihood the model serves, on one
+scale for every loss (:mod:`hf_squareloss.evaluation`); it builds the loss from ``self.args`` when training starts,
+so that ``hyperparameter_search`` trains every trial with its own loss (:mod:`hf_squareloss.search`); and it saves
+the record and its card with a PEFT adapter.
+
+Stock transformers 5.x mis-scales BERT-family ``*ForSequenceClassification`` models under accumulation and data
+parallel (their ``forward`` accepts ``**kwargs``, so the Trainer believes they normalise by ``num_items_in_batch``;
+they return a per-micro-batch mean instead), and counts GPT-2's labels unshifted (its ``loss_type`` is ``None``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor
-from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import HPSearchBackend, get_last_checkpoint
 
 from . import heads
-from .environment import cpu_bf16_is_native
-from .registry import LossConfig
-from .scores import CONFIG_KEY, TEMPERATURE_KEY, temperature_of
-from .training_args import LossArgumentsMixin, SquareLossTrainingArguments, loss_argument_names
+from .evaluation import NllMeter, nll_rows
+from .loss_function import (
+    LossFunction,
+    _same_loss_temperature,
+    divide,
+    emulated_bf16_warning,
+    make_compute_loss_func,
+    read_loss_record,
+)
+from .registry import SEARCH, LossConfig
+from .scores import read_record
+from .search import default_objective, restore, snapshot, trial_loss_fields
+from .training_args import (
+    LOSS_ARGUMENT_NAMES,
+    LossArgumentsMixin,
+    SquareLossTrainingArguments,
+    loss_argument_names,
+)
 
-__all__ = ["LossFunction", "SquareLossTrainer", "make_compute_loss_func"]
+__all__ = [
+    "LossFunction",
+    "SquareLossTrainer",
+    "emulated_bf16_warning",
+    "make_compute_loss_func",
+    "read_loss_record",
+]
 
 logger = logging.getLogger(__name__)
-
-
-def _logits_of(outputs: Any) -> Tensor:
-    if isinstance(outputs, Tensor):
-        return outputs
-    if isinstance(outputs, Mapping):
-        if "logits" not in outputs:
-            raise ValueError(f"the model output has no `logits` (keys: {list(outputs.keys())})")
-        return outputs["logits"]
-    if isinstance(outputs, (tuple, list)) and outputs and isinstance(outputs[0], Tensor):
-        return outputs[0]
-    raise ValueError(f"cannot find logits in a model output of type {type(outputs).__name__}")
-
-
-class LossFunction(TrainerCallback):
-    """A ``compute_loss_func`` for :class:`transformers.Trainer`: ``sum(per item) / num_items_in_batch``.
-
-    ``params`` are the loss's parameters by their keyword in the registry (``k``, ``M``, ``preset`` for ``square``,
-    ``alpha`` for ``tce``, ``q`` for ``gce``, ``gamma`` for ``focal``...). Hyper-parameters left as ``None`` take the
-    registry's default; the square loss's are resolved from the number of classes, read from the logits on the first
-    call (so multiple-choice heads, whose ``C`` is the number of choices, get the right preset). ``-100`` labels
-    are ignored, as everywhere in ``transformers``.
-
-    Bound to a model (:meth:`bind`, ``make_compute_loss_func(..., model=model)``, or as a callback at train start),
-    it pairs logits and labels as the model's head does (:mod:`hf_squareloss.heads`: shifted for causal LMs, CTC
-    for ``*ForCTC``) and writes the loss record ``config.hf_squareloss``. It is also a ``TrainerCallback``: in
-    ``callbacks=[...]`` it binds to the model the Trainer trains (also with ``model_init``), records the loss and
-    logs it when training starts.
-
-    >>> from transformers import Trainer
-    >>> loss = make_compute_loss_func("square", model=model)  # doctest: +SKIP
-    >>> trainer = Trainer(model=model, args=args, compute_loss_func=loss, callbacks=[loss])  # doctest: +SKIP
-    """
-
-    ignore_index = -100
-    head: heads.Head | None = None
-    """The bound model's head (``None``: not bound, logits and labels are paired item for item)."""
-    input_lengths: Tensor | None = None
-    """CTC frames per utterance of the current batch (set by :class:`SquareLossTrainer` around each step)."""
-    counts_items: bool = False
-    """True when the trainer counts ``num_items_in_batch`` per head (:class:`SquareLossTrainer` does)."""
-    _warned_unbound = False
-
-    def __init__(
-        self,
-        loss_type: str = "square",
-        *,
-        num_classes: int | None = None,
-        label_smoothing: float = 0.0,
-        **params: Any,
-    ) -> None:
-        # the loss's parameters by their keyword in the registry (k, M, preset; alpha; q; gamma...)
-        self._settings = {**params, "label_smoothing": label_smoothing}
-        self.loss_type = loss_type
-        # validate now: bad settings fail at construction, not at the first step
-        self.config: LossConfig = LossConfig.resolve(loss_type, num_classes=num_classes, **self._settings)
-        self.num_classes = num_classes
-
-    def resolve(self, num_classes: int) -> LossConfig:
-        """The loss for ``num_classes`` outputs (re-resolved when the number of classes changes)."""
-        if num_classes != self.num_classes:
-            self.config = LossConfig.resolve(self.loss_type, num_classes=num_classes, **self._settings)
-            self.num_classes = num_classes
-        return self.config
-
-    def bind(self, model: Any) -> heads.Head:
-        """Pair logits and labels as ``model``'s head does; ``ValueError`` if the loss does not apply to it."""
-        head = heads.describe_head(model)
-        heads.check_loss_type(head, self.loss_type)
-        self.head = head
-        num_classes = heads.num_classes(model)
-        if num_classes is not None:
-            self.resolve(num_classes)
-        return head
-
-    def record(self) -> dict[str, Any]:
-        """What is written to ``config.hf_squareloss``: the resolved loss and its number of classes."""
-        from . import __version__
-
-        record = self.config.to_dict()
-        record["num_classes"] = self.num_classes
-        record["hf_squareloss_version"] = __version__
-        return record
-
-    def write_record(self, model: Any, *, keep_temperature: bool = True) -> dict[str, Any] | None:
-        """Write :meth:`record` into ``model.config`` (so ``config.json``, checkpoints and cards carry it).
-
-        A temperature fitted for the same loss (:mod:`hf_squareloss.calibration`) is kept, unless
-        ``keep_temperature`` is False (training starts: the fit no longer holds).
-        """
-        config = getattr(getattr(model, "module", model), "config", None)
-        if config is None:
-            return None
-        record = self.record()
-        temperature = _same_loss_temperature(getattr(config, CONFIG_KEY, None), self.config)
-        if keep_temperature and temperature is not None:
-            record[TEMPERATURE_KEY] = temperature
-        elif temperature is not None:
-            logger.info(
-                "training changes the model: its fitted temperature is dropped (calibrate again after)"
-            )
-        setattr(config, CONFIG_KEY, record)
-        return record
-
-    def describe(self) -> str:
-        """One line: the model's head and the resolved loss with the provenance of its values."""
-        head = self.head or heads.Head("classification", "the model")
-        record = self.record()
-        return (
-            f"{head.model_name} ({head.kind} head, {self.num_classes or '?'} classes) trains with "
-            f"loss_type={self.loss_type!r}: {self.config.describe()}; values from: {record.get('source')}"
-        )
-
-    # ---- TrainerCallback ------------------------------------------------------------------------------------
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if model is not None:
-            self.bind(model)
-            self.write_record(model, keep_temperature=False)
-        if state.is_world_process_zero:
-            _announce(args, "hf_squareloss: " + self.describe())
-            warning = emulated_bf16_warning(args)
-            if warning:
-                logger.warning(warning)
-
-    # ---- the loss -------------------------------------------------------------------------------------------
-    def __call__(
-        self, outputs: Any, labels: Tensor | None, num_items_in_batch: Tensor | int | None = None
-    ) -> Tensor:
-        if labels is None:
-            raise ValueError(
-                f"loss_type={self.loss_type!r} needs `labels` in the batch; the model received none (check "
-                "the dataset's label column and `label_names`)"
-            )
-        logits = _logits_of(outputs)
-        head = self.head
-        if head is None:
-            if "CausalLM" in type(outputs).__name__:
-                raise ValueError(
-                    f"{type(outputs).__name__} comes from a causal-LM or CTC head, whose labels the model aligns "
-                    "itself (next-token targets, or CTC label sequences); bind the loss to the model: "
-                    "make_compute_loss_func(loss_type, model=model), or use SquareLossTrainer"
-                )
-            if not self._warned_unbound:
-                self._warned_unbound = True
-                logger.warning(
-                    "hf_squareloss: the loss function is not bound to a model, so the model config gets no "
-                    "`%s` record; pass make_compute_loss_func(..., model=model) or callbacks=[loss]",
-                    CONFIG_KEY,
-                )
-            head = heads.Head("classification", "the model")
-        if head.kind == "ctc":
-            return self._ctc(head, logits, labels, num_items_in_batch)
-        logits, labels = heads.align(head, logits, labels)
-        config = self.resolve(logits.shape[-1])
-        if num_items_in_batch is None:
-            return config(logits, labels, ignore_index=self.ignore_index, reduction="mean")
-        total = config(logits, labels, ignore_index=self.ignore_index, reduction="sum")
-        return _divide(total, num_items_in_batch)
-
-    def _ctc(self, head: heads.Head, logits: Tensor, labels: Tensor, num_items_in_batch: Any) -> Tensor:
-        if not self.counts_items:
-            raise ValueError(
-                f"{head.model_name}: CTC heads train with SquareLossTrainer, which passes the frame lengths of "
-                "each batch and counts utterances for num_items_in_batch (the stock Trainer counts label tokens, "
-                "while CTC averages utterances)"
-            )
-        config = self.resolve(logits.shape[-1])
-        if config.params.get("label_smoothing"):
-            raise ValueError(
-                f"{head.model_name}: label smoothing has no CTC form; set label_smoothing_factor=0"
-            )
-        total, utterances = heads.ctc_loss(
-            head, logits, labels, self.input_lengths, alpha=float(config.params.get("alpha", 0.0))
-        )
-        if head.ctc_reduction == "sum":
-            return total
-        return _divide(total, utterances if num_items_in_batch is None else num_items_in_batch)
-
-
-def _divide(total: Tensor, count: Tensor | int | float) -> Tensor:
-    if isinstance(count, Tensor):
-        return total / count.to(device=total.device, dtype=total.dtype).clamp_min(1)
-    return total / max(float(count), 1.0)
-
-
-def emulated_bf16_warning(args: TrainingArguments) -> str | None:
-    """A warning when ``args`` ask for bf16 mixed precision on a CPU that has no native bf16 (see
-    :func:`hf_squareloss.environment.cpu_bf16_is_native`), else ``None``."""
-    if not getattr(args, "bf16", False) or args.device.type != "cpu" or cpu_bf16_is_native() is not False:
-        return None
-    return (
-        "hf_squareloss: bf16=True on a CPU without native bf16 (no AVX512-BF16 or AMX): its bf16 matrix products "
-        "are emulated and usually much slower than float32; train without --bf16 on this machine "
-        "(recipes/benchmarks/bench_precision.py measures the ratio)"
-    )
-
-
-_HANDLER: logging.Handler | None = None
-
-
-def _announce(args: TrainingArguments, message: str) -> None:
-    """Log ``message`` at INFO, visible by default: unless the application configured this module's logger, its
-    level follows ``args.log_level`` (INFO when that is ``passive``) and it gets a stream handler if no logger
-    above it has one."""
-    global _HANDLER
-    if logger.level == logging.NOTSET or (_HANDLER is not None and _HANDLER in logger.handlers):
-        level = getattr(args, "log_level", "passive")
-        logger.setLevel(logging.INFO if level == "passive" else args.get_process_log_level())
-        if not logger.hasHandlers():
-            _HANDLER = logging.StreamHandler()
-            logger.addHandler(_HANDLER)
-    logger.info(message)
-
-
-def make_compute_loss_func(loss_type: str = "square", *, model: Any = None, **settings: Any) -> LossFunction:
-    """The loss of ``loss_type`` for ``Trainer(compute_loss_func=...)``; ``settings`` as in :class:`LossFunction`
-    (e.g. ``make_compute_loss_func("gce", q=0.5)``).
-
-    With ``model``, the loss is bound to it (its head decides how logits and labels pair up) and recorded in
-    ``model.config.hf_squareloss`` at once, as :class:`SquareLossTrainer` does. A causal LM whose ``loss_type``
-    does not route to transformers' causal loss (GPT-2's is ``None``) gets ``model.loss_type = "ForCausalLM"``,
-    the loss it falls back to anyway, so that the stock Trainer counts ``num_items_in_batch`` on the shifted
-    labels: otherwise it counts one token too many per row and takes too small a step.
-    """
-    loss = LossFunction(loss_type, **settings)
-    if model is not None:
-        head = loss.bind(model)
-        loss.write_record(model)
-        inner = getattr(model, "module", model)
-        if head.kind == "causal_lm" and getattr(inner, "loss_type", None) != "ForCausalLM":
-            from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
-
-            if LOSS_MAPPING.get(getattr(inner, "loss_type", None)) is not ForCausalLMLoss:
-                inner.loss_type = "ForCausalLM"
-    return loss
-
-
-def read_loss_record(checkpoint_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The ``hf_squareloss`` record of a saved model or checkpoint folder (``None`` when it has none)."""
-    path = os.path.join(checkpoint_dir, "config.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh).get(CONFIG_KEY)
-
-
-def _same_loss_temperature(record: Any, loss: LossConfig) -> float | None:
-    """The temperature of a loss ``record`` trained with ``loss``; None when absent, another loss or malformed."""
-    if not isinstance(record, Mapping) or record.get(TEMPERATURE_KEY) is None:
-        return None
-    try:
-        return temperature_of(record) if LossConfig.from_dict(record).same_loss(loss) else None
-    except ValueError:
-        return None
 
 
 class SquareLossTrainer(Trainer):
@@ -294,18 +62,24 @@ class SquareLossTrainer(Trainer):
     Works for any model that returns ``logits`` of shape ``(..., C)`` and takes integer ``labels`` (sequence,
     token, multiple-choice, image and audio classification heads); ``-100`` labels are ignored. Language-model and
     CTC heads are trained on the model's own targets (:mod:`hf_squareloss.heads`): shifted for causal LMs, as the
-    model aligns them for seq2seq and masked LMs, CTC or Tamed CTC for ``*ForCTC``. The resolved loss is logged
-    when training starts.
+    model aligns them for seq2seq and masked LMs, the loss's CTC form (CTC, Tamed CTC) for ``*ForCTC``. PEFT models
+    (LoRA...) train as the model they adapt. A loss that does not apply to the head fails when the Trainer is built.
+    The resolved loss is logged when training starts.
 
     Loss settings come from ``args`` (a :class:`SquareLossTrainingArguments`; a plain ``TrainingArguments`` is
     converted). ``loss_type`` and any loss field of the arguments (``square_k``, ``square_m``, ``square_preset``,
     ``tce_alpha``, ``gce_q``, ``focal_gamma``...: ``<loss_type>_<param>``) may also be passed here: they are written
-    into ``self.args``, which stays the one source of truth.
+    into ``self.args``, which stays the one source of truth: the loss is built from ``self.args`` again when training
+    starts (so a hyper-parameter search trial, or a change to ``trainer.args``, trains with its own loss).
 
-    The resolved loss is recorded in ``model.config.hf_squareloss`` so that saved models, checkpoints and pushed
-    repositories say how they were trained; resuming from a checkpoint recorded with other loss settings is an
-    error. :meth:`create_model_card` (also called by ``push_to_hub``) writes a card that says the same, with the
-    formula, how to read the outputs and the loss's paper.
+    The resolved loss is recorded in ``model.config.hf_squareloss`` (and in a PEFT adapter's config) so that saved
+    models, adapters, checkpoints and pushed repositories say how they were trained; resuming from a checkpoint
+    recorded with other loss settings is an error. :meth:`create_model_card` (also called by ``push_to_hub``, and by
+    :meth:`save_model` for a PEFT adapter, whose own card would describe nothing) writes a card that says the same,
+    with the formula, how to read the outputs and the loss's paper.
+
+    Evaluation reports ``eval_loss`` (the training objective, counted as in training), ``eval_nll`` and, for LM
+    heads, ``eval_perplexity`` (:mod:`hf_squareloss.evaluation`).
     """
 
     def __init__(
@@ -341,11 +115,14 @@ class SquareLossTrainer(Trainer):
             args.loss_type, num_classes=heads.num_classes(model), **args.loss_settings()
         )
         self.loss_function.counts_items = True
+        self.loss_function.from_hidden_states = bool(args.loss_from_hidden_states)
         if model is not None:
             self.loss_function.bind(model)  # a loss that does not apply to the head fails here
+        self._recorded: dict[str, Any] | None = None
+        self._nll: NllMeter | None = None
+        self._loss_args_before_search: dict[str, Any] | None = None
         super().__init__(model=model, args=args, compute_loss_func=self.loss_function, **kwargs)
         self.add_callback(self.loss_function)  # binds the trained model and logs the loss at train start
-        self._recorded: dict[str, Any] | None = None
         if self.model is not None:
             if model is None:  # made by model_init
                 self.loss_function.bind(self.model)
@@ -365,19 +142,39 @@ class SquareLossTrainer(Trainer):
         if record is not None:
             self._recorded = record
 
-    # ---- heads: what the model's logits are compared with, and how many items a step has ------------------
-    def get_batch_samples(self, epoch_iterator, num_batches, device):
-        """As the Trainer's, with ``num_items_in_batch`` counted per head (:func:`heads.item_targets`): causal LMs
-        on ``labels[..., 1:]`` whatever their ``loss_type`` says, CTC per utterance."""
-        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
-        head = self.loss_function.head
-        if num_items_in_batch is None or head is None or head.kind not in ("causal_lm", "ctc"):
-            return batch_samples, num_items_in_batch
-        # the Trainer's own counting (gathered over processes) on the items of this head
-        targets = [heads.item_targets(head, batch["labels"]) for batch in batch_samples]
-        return batch_samples, self._get_num_items_in_batch(
-            [{"labels": t, "shift_labels": t} for t in targets], device
+    def _loss_from_args(
+        self, origin: Mapping[str, str] | None = None, loss_type_origin: str | None = None
+    ) -> None:
+        """Build the loss from ``self.args`` (validated; checked against the model's head) and record it."""
+        args = self.args
+        if not isinstance(args, LossArgumentsMixin):
+            return
+        args.check_loss_fields()
+        changed = self.loss_function.configure(
+            args.loss_type, args.loss_settings(), origin=origin, loss_type_origin=loss_type_origin
         )
+        self.loss_function.from_hidden_states = bool(args.loss_from_hidden_states)
+        if self.model is not None:
+            self.loss_function.bind(self.accelerator.unwrap_model(self.model))
+            if changed or self._recorded is None:
+                self._record_loss(self.model)
+
+    # ---- heads: what the model's logits are compared with, and how many items a step has ------------------
+    def _get_num_items_in_batch(self, batch_samples: list, device: Any) -> Any:
+        """As the Trainer's, with the items counted per head (:func:`heads.item_targets`): causal LMs on
+        ``labels[..., 1:]`` whatever their ``loss_type`` says, CTC per utterance. Training steps and evaluation
+        steps both count here, so ``eval_loss`` is normalised as the training loss is."""
+        head = self.loss_function.head
+        if head is not None and head.kind in ("causal_lm", "ctc"):
+            targets = []
+            for batch in batch_samples:
+                labels = batch.get("labels") if isinstance(batch, Mapping) else None
+                if not isinstance(labels, Tensor):
+                    return super()._get_num_items_in_batch(batch_samples, device)
+                target = heads.item_targets(head, labels)
+                targets.append({"labels": target, "shift_labels": target})
+            batch_samples = targets
+        return super()._get_num_items_in_batch(batch_samples, device)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.loss_function.head is None:
@@ -391,13 +188,18 @@ class SquareLossTrainer(Trainer):
         if head.kind == "ctc":
             unwrapped = unwrapped or self.accelerator.unwrap_model(model)
             self.loss_function.input_lengths = heads.ctc_input_lengths(unwrapped, inputs)
+        labels = inputs.get("labels")
+        want_outputs = return_outputs or (self._nll is not None and labels is not None)
         try:
-            if getattr(self.args, "loss_from_hidden_states", False) and model.training and not return_outputs:
+            if getattr(self.args, "loss_from_hidden_states", False) and model.training and not want_outputs:
                 result = self._loss_from_hidden_states(model, inputs, num_items_in_batch)
             else:
                 result = super().compute_loss(
-                    model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+                    model, inputs, return_outputs=want_outputs, num_items_in_batch=num_items_in_batch
                 )
+            if self._nll is not None and labels is not None:
+                self._measure_nll(result[1], labels)
+                result = result if return_outputs else result[0]
         finally:
             self.loss_function.input_lengths = None
         if self._recorded is None or self._recorded.get("num_classes") != self.loss_function.num_classes:
@@ -431,8 +233,8 @@ class SquareLossTrainer(Trainer):
             model, inputs, labels, config.loss_type, config.params, shift=shift
         )
         if num_items_in_batch is None:
-            return _divide(total, heads.item_targets(head, labels).ne(LossFunction.ignore_index).sum())
-        loss = _divide(total, num_items_in_batch)
+            return divide(total, heads.item_targets(head, labels).ne(LossFunction.ignore_index).sum())
+        loss = divide(total, num_items_in_batch)
         if self.args.average_tokens_across_devices:  # as Trainer.compute_loss does with a compute_loss_func
             loss = loss * (
                 self.accelerator.num_processes // self.get_tp_size()
@@ -440,6 +242,152 @@ class SquareLossTrainer(Trainer):
                 else self.args.n_gpu
             )
         return loss
+
+    # ---- evaluation: the negative log-likelihood the model serves -------------------------------------------
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
+        """The Trainer's loop, plus ``{prefix}_nll`` and, for LM heads, ``{prefix}_perplexity``
+        (:mod:`hf_squareloss.evaluation`)."""
+        head = self.loss_function.head
+        if head is None and self.model is not None:
+            head = self.loss_function.bind(self.accelerator.unwrap_model(self.model))
+        self._nll = NllMeter(head.kind if head else "classification", self.accelerator.gather_for_metrics)
+        try:
+            output = super().evaluation_loop(
+                dataloader,
+                description,
+                prediction_loss_only=prediction_loss_only,
+                ignore_keys=ignore_keys,
+                metric_key_prefix=metric_key_prefix,
+            )
+            for key, value in self._nll.metrics(metric_key_prefix).items():
+                output.metrics.setdefault(key, value)  # a compute_metrics number of that name is kept
+        finally:
+            self._nll = None
+        return output
+
+    def _measure_nll(self, outputs: Any, labels: Tensor) -> None:
+        from .loss_function import _logits_of
+
+        loss = self.loss_function
+        logits = _logits_of(outputs)
+        config = loss.resolve(logits.shape[-1])
+        temperature = _same_loss_temperature(read_record(self.accelerator.unwrap_model(self.model)), config)
+        sums, counts = nll_rows(
+            loss.head,
+            logits.detach(),
+            labels,
+            config,
+            temperature=temperature,
+            input_lengths=loss.input_lengths,
+        )
+        self._nll.add(sums, counts)
+
+    # ---- hyper-parameter search -----------------------------------------------------------------------------
+    def hyperparameter_search(
+        self,
+        hp_space=None,
+        compute_objective=None,
+        n_trials=20,
+        direction="minimize",
+        backend=None,
+        hp_name=None,
+        **kwargs,
+    ):
+        """:meth:`transformers.Trainer.hyperparameter_search`, with every loss field searchable (``loss_type``,
+        ``square_k``, ``tce_alpha``...; see :mod:`hf_squareloss.search`). Each trial starts from the loss settings
+        the arguments have now, and trains with the loss its values make. Without ``compute_objective`` the
+        objective is :func:`hf_squareloss.search.default_objective`: the ``compute_metrics`` numbers as in
+        transformers, else ``eval_nll`` (minimise), which, unlike ``eval_loss``, keeps its scale when the loss
+        changes. The arguments' loss settings are put back when the search ends."""
+        fields = loss_argument_names(type(self.args)) if isinstance(self.args, LossArgumentsMixin) else []
+        self._loss_args_before_search = snapshot(self.args, fields)
+        try:
+            return super().hyperparameter_search(
+                hp_space=hp_space,
+                compute_objective=compute_objective or default_objective,
+                n_trials=n_trials,
+                direction=direction,
+                backend=backend,
+                hp_name=hp_name,
+                **kwargs,
+            )
+        finally:
+            restore(self.args, self._loss_args_before_search)
+            self._loss_args_before_search = None
+            self._loss_from_args()
+
+    def _hp_search_setup(self, trial: Any) -> None:
+        """The Trainer sets the trial's values on ``self.args`` here; the trial's loss is then built from them, with
+        the values that came from the trial recorded as ``"search"``."""
+        searching = self.hp_search_backend is not None and trial is not None
+        if not searching:
+            super()._hp_search_setup(trial)
+            return
+        if (
+            self._loss_args_before_search is not None
+        ):  # a conditional space must not inherit the last trial's values
+            restore(self.args, self._loss_args_before_search)
+        values: dict[str, Any] = {}
+        if self.hp_search_backend == HPSearchBackend.OPTUNA:
+            space = self.hp_space
+
+            def recording_space(t: Any) -> dict[str, Any]:
+                params = space(t)
+                values.update(params)
+                return params
+
+            self.hp_space = recording_space
+            try:
+                super()._hp_search_setup(trial)
+            finally:
+                self.hp_space = space
+        else:  # Ray Tune, W&B: the trial is the dict of values
+            values.update(trial)
+            super()._hp_search_setup(trial)
+        fields = trial_loss_fields(values, loss_argument_names(type(self.args)))
+        origin = {
+            LOSS_ARGUMENT_NAMES[f]: SEARCH for f in fields if f != "loss_type" and f in LOSS_ARGUMENT_NAMES
+        }
+        if "label_smoothing_factor" in values:
+            origin["label_smoothing"] = SEARCH
+        self._warn_unused_search_fields(fields)
+        self._loss_from_args(origin=origin, loss_type_origin=SEARCH if "loss_type" in fields else None)
+
+    def _warn_unused_search_fields(self, fields: list[str]) -> None:
+        if "loss_type" in fields:
+            return  # a space over several losses sets every loss's fields; the trial's own loss takes its own
+        spec = LossConfig.resolve(self.args.loss_type, **self.args.loss_settings()).spec
+        own = set(spec.fields())
+        unused = [f for f in fields if f != "loss_type" and f not in own]
+        if unused:
+            logger.warning(
+                "hf_squareloss: the search sets %s, which loss_type=%r does not have: every trial trains with the "
+                "same %s loss there (search loss_type too, or search %s's own fields: %s)",
+                unused,
+                self.args.loss_type,
+                self.args.loss_type,
+                self.args.loss_type,
+                sorted(own),
+            )
+
+    # ---- saving: the card of a PEFT adapter -----------------------------------------------------------------
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The Trainer's ``save_model``. A PEFT model saves its adapter with the loss record in the adapter's config,
+        and the folder gets this package's card (PEFT writes an empty template there) naming the base model."""
+        super().save_model(output_dir, _internal_call=_internal_call)
+        model = self.accelerator.unwrap_model(self.model) if self.model is not None else None
+        if model is None or not heads.is_peft_model(model) or not self.args.should_save:
+            return
+        from .adapters import save_adapter_record
+
+        folder = output_dir or self.args.output_dir
+        save_adapter_record(folder, model)
+        if not _internal_call or os.path.abspath(folder) == os.path.abspath(self.args.output_dir):
+            from .trainer_card import create_model_card
+
+            create_model_card(self, folder=folder)
 
     # ---- the model card -------------------------------------------------------------------------------------
     def create_model_card(
@@ -464,20 +412,23 @@ class SquareLossTrainer(Trainer):
         super()._save_checkpoint(model, trial)
 
     # ---- resuming -------------------------------------------------------------------------------------------
-    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
+    def train(
+        self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, *args: Any, **kwargs: Any
+    ):
+        self._loss_from_args()  # the loss of the arguments as they are now (a trial's are set in _hp_search_setup)
         checkpoint = resume_from_checkpoint
         if checkpoint is True:
             checkpoint = get_last_checkpoint(self.args.output_dir)
-        if isinstance(checkpoint, (str, os.PathLike)):
+        if isinstance(checkpoint, (str, os.PathLike)) and trial is None:
             self.check_resume_compatible(checkpoint)
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+        return super().train(resume_from_checkpoint, trial, *args, **kwargs)
 
     def check_resume_compatible(self, checkpoint: str | os.PathLike) -> None:
         """Raise ``ValueError`` if ``checkpoint`` was trained with other loss settings than ``self.args``."""
         record = read_loss_record(checkpoint)
         if record is None:
             logger.warning(
-                "checkpoint %s carries no %s record; cannot check its loss settings", checkpoint, CONFIG_KEY
+                "checkpoint %s carries no hf_squareloss record; cannot check its loss settings", checkpoint
             )
             return
         saved = LossConfig.from_dict(record)

@@ -6,6 +6,9 @@ does ``trainer.push_to_hub()``, which calls that method. A stock :class:`transfo
 :func:`attach_model_card`. The card says which loss trained the model, with its parameters, formula and paper, how
 to read the model's outputs, the training arguments and, when a dataset is named, the last evaluation as a
 ``model-index``. This module reads the Trainer's attributes; it imports neither ``transformers`` nor the Trainer.
+
+A PEFT model (LoRA...) gets the card of its adapter: ``library_name: peft``, the adapter's base model named (in the
+metadata when it is a Hub id, in the text when it is a local folder), PEFT's tags, and how to load it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .heads import is_peft_model, unwrap
 from .model_card import (
     CARD_FILE,
     HYPERPARAMETERS,
@@ -26,7 +30,7 @@ from .model_card import (
     save_card,
 )
 from .registry import LossConfig
-from .scores import CONFIG_KEY
+from .scores import read_record
 
 __all__ = [
     "TAG_NAMES",
@@ -62,7 +66,7 @@ def trainer_loss_record(trainer: Any) -> dict[str, Any]:
     """The loss record of the model ``trainer`` trains: its loss function's resolved settings and number of classes,
     with what the model config adds for that same loss (the calibration temperature)."""
     model = _unwrapped(trainer)
-    stored = getattr(getattr(model, "config", None), CONFIG_KEY, None)
+    stored = read_record(model) if model is not None else None
     loss_function = getattr(trainer, "compute_loss_func", None)
     config = getattr(loss_function, "config", None)
     # a record in the model config alone would tell of an earlier training, not of this one
@@ -91,13 +95,13 @@ def _last_evaluation(trainer: Any) -> dict[str, Any]:
     return {}
 
 
-def _versions() -> dict[str, str]:
+def _versions(peft: bool = False) -> dict[str, str]:
     import importlib
 
     from . import __version__
 
     versions = {"hf_squareloss": __version__}
-    for name in ("transformers", "torch", "datasets", "accelerate"):
+    for name in ("transformers", "torch", "datasets", "accelerate", *(("peft",) if peft else ())):
         try:
             versions[name] = importlib.import_module(name).__version__
         except ImportError:
@@ -123,13 +127,17 @@ def card_info_from_trainer(
     label_noise: Any = None,
 ) -> ModelCardInfo:
     """What the card of ``trainer``'s model says (see :func:`create_model_card` for the arguments)."""
-    model = _unwrapped(trainer)
+    wrapper = _unwrapped(trainer)
+    adapter = _adapter_info(wrapper) if is_peft_model(wrapper) else None
+    model = unwrap(wrapper) if wrapper is not None else None
     config = getattr(model, "config", None)
     args = trainer.args
     record = trainer_loss_record(trainer)
     loss_type = LossConfig.from_dict(record).loss_type
 
     name_or_path = str(getattr(config, "_name_or_path", "") or "")
+    if adapter is not None:
+        name_or_path = adapter["base_model"] or name_or_path
     base = finetuned_from or (name_or_path if name_or_path and not os.path.isdir(name_or_path) else None)
     hub_id = getattr(trainer, "hub_model_id", None) or getattr(args, "hub_model_id", None)
     name = model_name or (hub_id.split("/")[-1] if hub_id else Path(args.output_dir).absolute().name)
@@ -157,6 +165,8 @@ def card_info_from_trainer(
         hyper["epoch of the last evaluation"] = evaluation["epoch"]
     model_tags = list(getattr(model, "model_tags", None) or [])
     extra = [*TAG_NAMES, *([tags] if isinstance(tags, str) else tags or []), *model_tags]
+    if adapter is not None:
+        extra += adapter["tags"] + ([f"base_model:adapter:{base}"] if base else [])
     if task_type:
         extra.append(task_type)
     sizes = [
@@ -165,6 +175,8 @@ def card_info_from_trainer(
         if data is not None and hasattr(data, "__len__") and not isinstance(data, Mapping)
     ]
     sections = []
+    if adapter is not None:
+        sections.append(("Adapter", _adapter_text(adapter, name_or_path, base, task_type)))
     if metrics and not dataset_id:
         sections.append(
             (
@@ -192,8 +204,57 @@ def card_info_from_trainer(
         extra_tags=list(dict.fromkeys(extra)),
         language=language,
         license=license,
-        versions=_versions(),
+        versions=_versions(peft=adapter is not None),
         sections=sections,
+        library_name="peft" if adapter is not None else "transformers",
+        base_model_note=(
+            f"It is a {adapter['peft_type']} adapter: the base model, a local folder (`{name_or_path}`), is not "
+            "part of this repository."
+            if adapter is not None and not base
+            else None
+        ),
+    )
+
+
+# PEFT task type -> the AutoPeftModel class that loads it
+_PEFT_CLASSES = {
+    "SEQ_CLS": "AutoPeftModelForSequenceClassification",
+    "TOKEN_CLS": "AutoPeftModelForTokenClassification",
+    "CAUSAL_LM": "AutoPeftModelForCausalLM",
+    "SEQ_2_SEQ_LM": "AutoPeftModelForSeq2SeqLM",
+    "QUESTION_ANS": "AutoPeftModelForQuestionAnswering",
+    "FEATURE_EXTRACTION": "AutoPeftModelForFeatureExtraction",
+}
+
+
+def _adapter_info(model: Any) -> dict[str, Any]:
+    """The active adapter's type, task type, base model and PEFT's own tags."""
+    configs = getattr(model, "peft_config", {}) or {}
+    name = getattr(model, "active_adapter", None)
+    config = configs.get(name) if isinstance(name, str) else next(iter(configs.values()), None)
+    peft_type = getattr(getattr(config, "peft_type", None), "value", getattr(config, "peft_type", None))
+    task = getattr(getattr(config, "task_type", None), "value", getattr(config, "task_type", None))
+    shown = {"LORA": "LoRA", "ADALORA": "AdaLoRA", "LOHA": "LoHa", "LOKR": "LoKr", "IA3": "IA3"}
+    return {
+        "peft_type": shown.get(str(peft_type), str(peft_type or "PEFT")),
+        "task_type": task,
+        "base_model": getattr(config, "base_model_name_or_path", None),
+        "tags": [str(peft_type).lower()] if peft_type else [],
+    }
+
+
+def _adapter_text(adapter: Mapping[str, Any], base_path: str, base: str | None, task_type: str | None) -> str:
+    cls = _PEFT_CLASSES.get(str(adapter["task_type"]), "AutoPeftModel")
+    where = f"[{base}](https://huggingface.co/{base})" if base else f"in the local folder `{base_path}`"
+    return (
+        f"This repository holds a {adapter['peft_type']} adapter (PEFT, task type "
+        f"`{adapter['task_type']}`) for the base model {where}, not a full model. Its `adapter_config.json` "
+        "carries the loss record (`auto_mapping.hf_squareloss`), so the loaded adapter reads as it was trained:\n\n"
+        "```python\nimport hf_squareloss\n"
+        f"from peft import {cls}\n\n"
+        f'model = {cls}.from_pretrained("<this repository>")\n'
+        "hf_squareloss.loss_config_of(model)  # the loss it was trained with\n"
+        "hf_squareloss.logits_to_scores(model(**inputs).logits, model)  # what to read from its outputs\n```"
     )
 
 
@@ -213,6 +274,7 @@ def create_model_card(
     dataset_tags: str | Sequence[str] | None = None,
     dataset: str | Sequence[str] | None = None,
     dataset_args: str | Sequence[str] | None = None,
+    folder: str | os.PathLike | None = None,
 ) -> Path | None:
     """Write the model card of ``trainer``'s model to ``<output_dir>/README.md``; return its path.
 
@@ -250,7 +312,7 @@ def create_model_card(
         dataset_args=dataset_args,
         label_noise=label_noise,
     )
-    return save_card(trainer.args.output_dir, render_model_card(info), name=CARD_FILE)
+    return save_card(folder or trainer.args.output_dir, render_model_card(info), name=CARD_FILE)
 
 
 def attach_model_card(trainer: Any) -> Any:

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from test_functional import ref_ce, ref_square, ref_tce
 
 import hf_squareloss as hsl
-from hf_squareloss import linear
 
 LINEAR = {
     "square": (hsl.linear_square_loss, {"k": 15.0, "M": 30.0}),
@@ -325,6 +324,10 @@ def test_bad_inputs(name):
 
 
 def test_loss_function_lookup():
-    assert linear.linear_loss_function("square") is hsl.linear_square_loss
+    from hf_squareloss.registry import hidden_state_function
+
+    assert hidden_state_function("square") is hsl.linear_square_loss
+    assert hidden_state_function("tce") is hsl.linear_tamed_cross_entropy
+    assert hidden_state_function("ce") is hsl.linear_cross_entropy
     with pytest.raises(ValueError, match=r"softmax_mse.*has no form computed from the hidden states"):
-        linear.linear_loss_function("softmax_mse")
+        hidden_state_function("softmax_mse")

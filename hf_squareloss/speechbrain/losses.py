@@ -284,7 +284,7 @@ class LogitsLoss(nn.Module):
         ``hidden`` is ``[B, T, d]`` (or ``[B, d]``), ``layer`` an ``nn.Linear`` or a SpeechBrain
         ``speechbrain.nnet.linear.Linear`` (whose ``nn.Linear`` is ``layer.w``).
         """
-        from ..linear import linear_loss_function
+        from ..registry import hidden_state_function
 
         where = f"LogitsLoss[{self.config.loss_type}].hidden_states_loss"
         linear = getattr(layer, "w", layer)
@@ -299,7 +299,7 @@ class LogitsLoss(nn.Module):
         reduction = check_reduction(self.reduction if reduction is None else reduction, where)
         hidden, targets, mask = _framewise(hidden, targets, length, self.allowed_len_diff, where)
         labels = torch.where(mask, targets, IGNORE_INDEX)
-        per_frame = linear_loss_function(self.config.loss_type)(
+        per_frame = hidden_state_function(self.config.loss_type)(
             hidden,
             linear.weight,
             labels,

@@ -180,9 +180,9 @@ def run_recipe(
             f"raw logits), got {type(hparams['seq_cost']).__name__}"
         )
     if hparams.get("seq_loss_from_hidden_states"):
-        from ..linear import linear_loss_function
+        from ..registry import hidden_state_function
 
-        linear_loss_function(loss.loss_type)  # ValueError now for a loss without a hidden-state form
+        hidden_state_function(loss.loss_type)  # ValueError now for a loss without a hidden-state form
 
     run_on_main(prepare, kwargs=prepare_kwargs(hparams))
     manifests = prepare(**prepare_kwargs(hparams))  # every process: the files exist now, this only reads them
