@@ -35,7 +35,7 @@ from .loss_function import (
     make_compute_loss_func,
     read_loss_record,
 )
-from .registry import SEARCH, LossConfig
+from .registry import SEARCH, LossConfig, get_loss_spec
 from .scores import read_record
 from .search import default_objective, restore, snapshot, trial_loss_fields
 from .training_args import (
@@ -352,14 +352,13 @@ class SquareLossTrainer(Trainer):
         }
         if "label_smoothing_factor" in values:
             origin["label_smoothing"] = SEARCH
-        self._warn_unused_search_fields(fields)
         self._loss_from_args(origin=origin, loss_type_origin=SEARCH if "loss_type" in fields else None)
+        self._warn_unused_search_fields(fields)
 
     def _warn_unused_search_fields(self, fields: list[str]) -> None:
         if "loss_type" in fields:
             return  # a space over several losses sets every loss's fields; the trial's own loss takes its own
-        spec = LossConfig.resolve(self.args.loss_type, **self.args.loss_settings()).spec
-        own = set(spec.fields())
+        own = set(get_loss_spec(self.args.loss_type).fields())
         unused = [f for f in fields if f != "loss_type" and f not in own]
         if unused:
             logger.warning(
