@@ -35,7 +35,7 @@ from .loss_function import (
     make_compute_loss_func,
     read_loss_record,
 )
-from .registry import SEARCH, LossConfig, get_loss_spec
+from .registry import SEARCH, LossConfig, get_loss_spec, hidden_state_function
 from .scores import read_record
 from .search import default_objective, restore, snapshot, trial_loss_fields
 from .training_args import (
@@ -150,6 +150,8 @@ class SquareLossTrainer(Trainer):
         if not isinstance(args, LossArgumentsMixin):
             return
         args.check_loss_fields()
+        if args.loss_from_hidden_states:
+            hidden_state_function(args.loss_type)  # a loss without that form fails now, not at the first step
         changed = self.loss_function.configure(
             args.loss_type, args.loss_settings(), origin=origin, loss_type_origin=loss_type_origin
         )

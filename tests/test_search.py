@@ -208,3 +208,14 @@ def test_the_trainer_records_values_set_on_args_after_construction(tmp_path, sst
     assert trainer.model.config.hf_squareloss["alpha"] == 0.25
     assert torch.isfinite(torch.tensor(trainer.state.log_history[-1]["train_loss"]))
     assert hsl.loss_config_of(trainer.model).params["alpha"] == 0.25
+
+
+def test_a_trial_with_a_loss_that_has_no_hidden_state_form_fails_before_training(tmp_path):
+    import one_step
+
+    args = _args(tmp_path, loss_type="square", loss_from_hidden_states=True)
+    trainer = SquareLossTrainer(model_init=lambda: one_step.tiny_lm("gpt2"), args=args)
+    with pytest.raises(ValueError, match="'softmax_mse' has no form computed from the hidden states"):
+        trainer.hyperparameter_search(
+            hp_space=lambda t: {"loss_type": "softmax_mse"}, backend="optuna", n_trials=1
+        )
