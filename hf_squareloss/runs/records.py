@@ -163,6 +163,37 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _epochs(
+    task: RunTask,
+    trainer: Any,
+    training_args: SquareLossTrainingArguments,
+    protocol: dict[str, Any],
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The summary's epochs: run, of the best evaluation (and its metric), of the kept model; stopped early?"""
+    metric = protocol.get("metric_for_best_model") or task.main_metric
+    greater = bool(protocol.get("greater_is_better", True))
+    best = best_eval_entry(history, metric, greater)
+    epochs_trained = float(trainer.state.epoch) if training_args.do_train and trainer.state.epoch else None
+    if training_args.load_best_model_at_end and best is not None:
+        model_epoch = best["epoch"]
+    else:
+        model_epoch = epochs_trained
+    return {
+        "epochs_trained": epochs_trained,
+        "best_epoch": best["epoch"] if best else None,
+        "best_metric": {metric: best.get(metric if metric.startswith("eval_") else f"eval_{metric}")}
+        if best
+        else None,
+        "model_epoch": model_epoch,
+        "stopped_early": bool(
+            protocol["name"] != "fixed_epochs"
+            and epochs_trained is not None
+            and epochs_trained < float(training_args.num_train_epochs) - 1e-6
+        ),
+    }
+
+
 def run_summary(
     task: RunTask,
     trainer: Any,
@@ -183,14 +214,7 @@ def run_summary(
 
     ``model_name``: the model the run started from (a path, a Hub id or an architecture trained from scratch).
     """
-    metric = protocol.get("metric_for_best_model") or task.main_metric
-    greater = bool(protocol.get("greater_is_better", True))
-    best = best_eval_entry(history, metric, greater)
-    epochs_trained = float(trainer.state.epoch) if training_args.do_train and trainer.state.epoch else None
-    if training_args.load_best_model_at_end and best is not None:
-        model_epoch = best["epoch"]
-    else:
-        model_epoch = epochs_trained
+    epochs = _epochs(task, trainer, training_args, protocol, history)
     noise = None
     if noise_record is not None:
         noise = {k: v for k, v in noise_record.items() if k not in ("flipped_indices", "flipped_idx")}
@@ -210,17 +234,7 @@ def run_summary(
         "label_noise": noise,
         "did_train": bool(training_args.do_train),
         "num_train_epochs": float(training_args.num_train_epochs),
-        "epochs_trained": epochs_trained,
-        "best_epoch": best["epoch"] if best else None,
-        "best_metric": {metric: best.get(metric if metric.startswith("eval_") else f"eval_{metric}")}
-        if best
-        else None,
-        "model_epoch": model_epoch,
-        "stopped_early": bool(
-            protocol["name"] != "fixed_epochs"
-            and epochs_trained is not None
-            and epochs_trained < float(training_args.num_train_epochs) - 1e-6
-        ),
+        **epochs,
         "eval_metrics": {
             k: v for k, v in eval_metrics.items() if not k.endswith(("_runtime", "_per_second"))
         },
