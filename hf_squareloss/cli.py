@@ -75,14 +75,15 @@ def _add_card_and_push(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "card",
         help="write the model card (README.md) of a finished run or sweep folder",
-        description="Write README.md into a finished GLUE or ASR recipe run folder, or a comparison sweep folder "
+        description="Write README.md into a finished recipe run folder (GLUE, images) or ASR run folder, or a "
+        "comparison sweep folder "
         "(or its report folder): YAML metadata with a model-index and the loss block, the loss formula, how to "
         "read the outputs, hyper-parameters, results and citations.",
     )
     p.add_argument(
         "folder",
-        help="a GLUE run folder (run_summary.json), an ASR run folder (results.json), a sweep folder (sweep.json) "
-        "or a sweep's report folder (results.json)",
+        help="a recipe run folder (run_summary.json), an ASR run folder (results.json), a sweep folder "
+        "(sweep.json) or a sweep's report folder (results.json)",
     )
     p.add_argument("--base-model", default=None, help="Hub id of the model the run started from")
     p.add_argument("--output", default=None, help="write the card to this file instead of FOLDER/README.md")

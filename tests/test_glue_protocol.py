@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from test_glue_recipe import build_tiny_model, recipe_argv
 
-from hf_squareloss.glue.arguments import ProtocolArguments
-from hf_squareloss.glue.outputs import last_complete_checkpoint
 from hf_squareloss.glue.run import main
+from hf_squareloss.runs.arguments import ProtocolArguments
+from hf_squareloss.runs.folder import last_complete_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from hf_squareloss.glue import get_task
-from hf_squareloss.glue.arguments import DataTrainingArguments, LabelNoiseArguments
-from hf_squareloss.glue.outputs import RunLockedError, run_lock
+from hf_squareloss.glue.arguments import DataTrainingArguments
 from hf_squareloss.glue.preprocess import prepare_data
 from hf_squareloss.glue.run import main
 from hf_squareloss.registry import loss_types
+from hf_squareloss.runs.arguments import LabelNoiseArguments
+from hf_squareloss.runs.folder import RunLockedError, run_lock
 
 TASK_FOLDERS = {"mrpc": "MRPC", "sst2": "SST-2", "qnli": "QNLI", "qqp": "QQP"}
 

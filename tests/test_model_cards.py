@@ -560,6 +560,8 @@ def test_card_core_imports_no_application() -> None:
             todo.append(nxt)
     applications = (
         "glue",
+        "vision",
+        "runs",
         "compare",
         "speechbrain",
         "trainer",

@@ -27,7 +27,7 @@ def _args(tmp_path: Path, **kwargs) -> SquareLossTrainingArguments:
 
 def _configure(tmp_path: Path, explicit=(), protocol=None, **kwargs):
     protocol = protocol or ImageProtocolArguments(protocol="tce_paper")
-    return configure_image_protocol(protocol, _args(tmp_path, **kwargs), None, None, None, set(explicit))
+    return configure_image_protocol(protocol, _args(tmp_path, **kwargs), None, None, set(explicit))
 
 
 def test_tce_paper_settings(tmp_path: Path) -> None:
@@ -90,18 +90,19 @@ class _LearningRates(TrainerCallback):
 def test_schedule_optimizer_and_kept_epoch_in_a_real_run(tmp_path: Path) -> None:
     """4 epochs of 5 steps with milestones at epochs 2 and 3: the learning rate of each update is 0.1, 0.01, 0.001
     by epoch; SGD with Nesterov momentum 0.9 and weight decay 1e-4; the tested model is the best validation epoch."""
+    from hf_squareloss.runs import skeleton
     from hf_squareloss.vision import run as recipe
 
     root = tmp_path / "digits"
     write_digit_folders(root, size=8, per_class=(16, 6, 6))  # 160 training images: 5 steps of 32
     recorder = _LearningRates()
-    original = recipe.EpochProgressCallback
+    original = skeleton.EpochProgressCallback
 
-    class Spy(original):  # the recipe's progress callback, plus the recorder
+    class Spy(original):  # the run's progress callback, plus the recorder
         def on_step_begin(self, *args, **kwargs):
             return recorder.on_step_begin(*args, **kwargs)
 
-    recipe.EpochProgressCallback = Spy
+    skeleton.EpochProgressCallback = Spy
     try:
         out = tmp_path / "run"
         summary = recipe.main([
@@ -112,7 +113,7 @@ def test_schedule_optimizer_and_kept_epoch_in_a_real_run(tmp_path: Path) -> None
             "true", "--keep_checkpoints", "false",
         ])  # fmt: skip
     finally:
-        recipe.EpochProgressCallback = original
+        skeleton.EpochProgressCallback = original
     assert recorder.rates == pytest.approx([0.1] * 10 + [0.01] * 5 + [0.001] * 5)
     group = recorder.optimizer.param_groups[0]
     torch_optimizer = getattr(recorder.optimizer, "optimizer", recorder.optimizer)  # accelerate's wrapper

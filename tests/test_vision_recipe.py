@@ -337,3 +337,32 @@ def test_a_grey_run_says_why_it_saves_no_image_processor(digits, tmp_path: Path)
     main(argv_for(root, out, "--loss_type", "ce", splits=("train", "validation")))
     assert _read(out / "dataset.json")["images"]["image_processor"].startswith("none saved")
     assert not (out / "preprocessor_config.json").exists()
+
+
+def test_an_interrupted_early_stopping_run_resumes_from_its_checkpoint(
+    digits, tmp_path: Path, monkeypatch
+) -> None:
+    """The trainer restores the early-stopping callback from the checkpoint as a new object; the run still takes it
+    off before the final evaluations."""
+    from hf_squareloss.trainer import SquareLossTrainer
+
+    root, _ = digits
+    out = tmp_path / "run"
+    argv = argv_for(
+        root, out, "--protocol", "early_stopping", "--num_train_epochs", "3", "--loss_type", "tce"
+    )
+    original = SquareLossTrainer._save_checkpoint
+
+    def save_then_die(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise KeyboardInterrupt("simulated interruption after the first checkpoint")
+
+    monkeypatch.setattr(SquareLossTrainer, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
+    monkeypatch.setattr(SquareLossTrainer, "_save_checkpoint", original)
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-10"]  # 300 images, batch 32
+    summary = main(argv)
+    assert [h["epoch"] for h in summary["history"]] == [1.0, 2.0, 3.0]
+    assert _read(out / "trainer_state.json")["global_step"] == 30  # the first epoch was not redone
+    assert summary["protocol"]["name"] == "early_stopping" and "test_accuracy" in summary["test_metrics"]

@@ -14,18 +14,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..glue.outputs import SUMMARY_FILE, read_json
 from ..noise import true_label_stays_most_likely
 from ..registry import loss_types
+from ..runs.families import family_of
+from ..runs.folder import SUMMARY_FILE, read_json
 from .grid import REFERENCE_LOSS, reference_protocol
-from .tasks import main_metric, metric_names
 
 __all__ = [
     "CALIBRATION_COLUMNS",
     "calibration_values",
     "cell_key",
     "collect_runs",
-    "main_metric",
     "metric_names",
     "summarise",
 ]
@@ -62,6 +61,11 @@ EXTRA_COLUMNS = (
     "wall_seconds",
     "run_dir",
 )
+
+
+def metric_names(task: str) -> list[str]:
+    """The metrics of ``task`` in the report, as its family names them."""
+    return family_of(task).metric_names(task)
 
 
 def calibration_values(summary: Mapping[str, Any]) -> dict[str, float | None]:

@@ -3,7 +3,8 @@
 Every number comes from :mod:`.aggregate` (the same statistics as the sweep's ``results.json``) and every table
 from :mod:`.report` (the same tables as its ``RESULTS.md``), so the card and the report cannot disagree. The card
 reads either a sweep folder (its run folders) or a report folder (``results.json`` and the run summaries copied
-under ``runs/``), such as ``recipes/glue/results``.
+under ``runs/``), such as ``recipes/glue/results``. What the card says about the tasks (title, tags, data sets,
+pipeline) comes from their families (:mod:`hf_squareloss.runs.families`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..glue.outputs import SUMMARY_FILE, read_json
 from ..model_card import citation_section, fmt, front_matter, loss_block, save_card, validate_card
 from ..registry import LossConfig, loss_types
+from ..runs.families import CardMetadata, describe_tasks, family_of
+from ..runs.folder import SUMMARY_FILE, read_json
 from .aggregate import collect_runs, summarise
 from .grid import REFERENCE_LOSS
 from .paper import HUI_BELKIN_SEEDS
@@ -87,6 +89,23 @@ def _loss_records(root: Path, rows: Sequence[Mapping[str, Any]]) -> dict[str, di
     return dict(sorted(records.items(), key=lambda item: order.get(item[0], len(order))))
 
 
+def _card_metadata(tasks: Sequence[str]) -> CardMetadata:
+    """The families' metadata over ``tasks``, merged: every tag and data set; the pipeline and the language when
+    the families agree on one."""
+    by_family: dict[str, list[str]] = {}
+    for task in tasks:
+        by_family.setdefault(family_of(task).name, []).append(task)
+    parts = [family_of(members[0]).card_metadata(members) for members in by_family.values()]
+    pipelines = {p.pipeline_tag for p in parts}
+    languages = {p.language for p in parts if p.language}
+    return CardMetadata(
+        tags=tuple(t for p in parts for t in p.tags),
+        datasets=tuple(d for p in parts for d in p.datasets),
+        pipeline_tag=pipelines.pop() if len(pipelines) == 1 else None,
+        language=languages.pop() if len(languages) == 1 else None,
+    )
+
+
 def render_sweep_card(root: str | os.PathLike, *, base_model: str | None = None) -> str:
     """The card of a sweep folder or of its report folder."""
     from huggingface_hub import ModelCardData
@@ -108,15 +127,16 @@ def render_sweep_card(root: str | os.PathLike, *, base_model: str | None = None)
     if base is None and source and not Path(str(source)).exists():
         base = source
     noisy = any(noise_rates)
-    tags = ["hf-squareloss", "loss-comparison", *configs, "glue", *tasks, "text-classification"]
+    families = _card_metadata(tasks)
+    tags = ["hf-squareloss", "loss-comparison", *configs, *families.tags]
     if noisy:
         tags.append("label-noise")
     meta = ModelCardData(
         base_model=base,
-        datasets=["nyu-mll/glue"],
-        language="en",
+        datasets=list(families.datasets) or None,
+        language=families.language,
         library_name="transformers",
-        pipeline_tag="text-classification",
+        pipeline_tag=families.pipeline_tag,
         tags=list(dict.fromkeys(tags)),
         hf_squareloss={
             "kind": "loss comparison",
@@ -131,7 +151,10 @@ def render_sweep_card(root: str | os.PathLike, *, base_model: str | None = None)
     ).to_dict()
 
     model_name = Path(str(base or source or "model")).name
-    parts = [front_matter(meta), f"# Loss comparison on GLUE: {', '.join(configs)} ({model_name})\n"]
+    parts = [
+        front_matter(meta),
+        f"# Loss comparison on {describe_tasks(tasks)}: {', '.join(configs)} ({model_name})\n",
+    ]
     parts.append(
         f"{len(rows)} fine-tuning runs of `{model_name}` made with "
         "[hf-squareloss](https://github.com/hf-squareloss/hf-squareloss) `compare`: every loss on the same data, "

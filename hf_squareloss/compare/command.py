@@ -1,4 +1,4 @@
-"""``hf-squareloss compare``: run the comparison grid through the GLUE recipe, then aggregate it."""
+"""``hf-squareloss compare``: run the comparison grid, each task through its family's recipe, then aggregate it."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from pathlib import Path
 
 from ..noise import NOISE_TYPES
 from ..registry import ALL, loss_types, select_losses
-from .grid import SWEEP_PROTOCOLS, SweepSpec, accelerate_form, parse_per_task, single_process_form
+from ..runs.families import family_of
+from .grid import SweepSpec, accelerate_form, parse_per_task, single_process_form
 
 __all__ = ["add_compare_parser", "run_compare"]
 
 _EPILOG = """\
-Arguments after `--` go to every run of the recipe (see `python -m hf_squareloss.glue.run -h`), e.g.
+Arguments after `--` go to every run of the recipe (see `python -m hf_squareloss.glue.run -h` for GLUE tasks,
+`python -m hf_squareloss.vision.run -h` for image tasks), e.g.
   hf-squareloss compare --output_dir sweeps/glue --model_name_or_path MODEL --tasks mrpc sst2 \\
       --data_root ../shared/data/glue --max_train_samples sst2=8000 -- --num_train_epochs 5 --learning_rate 5e-5
 
@@ -32,9 +34,10 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     """Register the ``compare`` subcommand on the ``hf-squareloss`` parser."""
     p = subparsers.add_parser(
         "compare",
-        help="run a grid of GLUE tasks x losses x label-noise rates x seeds, resumably, and report it",
-        description="Run the GLUE recipe over tasks x loss types x label-noise rates x seeds, one run after "
-        "another, and aggregate the results into results.csv/json, RESULTS.md and PNG plots.",
+        help="run a grid of tasks (GLUE, images) x losses x label-noise rates x seeds, resumably, and report it",
+        description="Run each task's recipe (GLUE's, the image recipe) over tasks x loss types x label-noise rates "
+        "x seeds, one run after another, and aggregate the results into results.csv/json, RESULTS.md and PNG "
+        "plots.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -89,7 +92,7 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         "--protocols",
         nargs="+",
         default=["early_stopping"],
-        choices=list(SWEEP_PROTOCOLS),
+        metavar="PROTOCOL",
         help="early_stopping, same_epochs (each non-ce loss for the epochs of the ce run with the same "
         "noise and seed), tce_paper (image tasks: the TCE paper's schedule, model of the best validation epoch) "
         "(default: %(default)s)",
@@ -177,18 +180,12 @@ def _spec(ns: argparse.Namespace) -> SweepSpec:
 
 
 def _check_recipe_args(spec: SweepSpec, root: Path) -> None:
-    """Parse the arguments of the first run of each protocol with the recipe's parser, so that a typo or an
-    inconsistent setting fails before any run."""
-    from .tasks import is_vision
-
-    firsts = {(run.protocol, is_vision(run.task)): run for run in reversed(spec.runs())}
+    """Parse the arguments of the first run of each protocol and task family with its recipe's parser, so that a
+    typo or an inconsistent setting fails before any run."""
+    firsts = {(run.protocol, family_of(run.task).name): run for run in reversed(spec.runs())}
     for run in firsts.values():
-        if is_vision(run.task):
-            from ..vision.run import parse_args
-        else:
-            from ..glue.run import parse_args
         try:
-            parse_args(spec.recipe_argv(run, root))
+            family_of(run.task).parse_args(spec.recipe_argv(run, root))
         except SystemExit as err:  # argparse has printed why
             raise ValueError(f"the recipe refuses these arguments: {shlex.join(spec.recipe_args)}") from err
         except ValueError as err:

@@ -9,14 +9,15 @@ Folder layout of a sweep (``root`` is ``hf-squareloss compare --output_dir``)::
       results.csv, results.json, summary.csv, RESULTS.md, *.png   the aggregated results
       runs/<task>/<protocol>/<loss>/noise<eta>/seed<s>.json        copies of the per-run summaries
       <task>/<protocol>/<loss>/noise<eta>/seed<s>/                 one recipe output folder per run
-          (run_args.json, run_summary.json, all_results.json, model..., see hf_squareloss.glue.outputs)
+          (run_args.json, run_summary.json, all_results.json, model..., see hf_squareloss.runs.folder)
           sweep_run.json       the command the sweep gave this run
           run.log              the run's full output
 
 ``<eta>`` is the noise rate as ``0``, ``0.2``, ``0.4``...; ``<protocol>`` is ``early_stopping``, ``same_epochs``
-or (image tasks) ``tce_paper``. A ``same_epochs`` run of loss L takes as reference the ``early_stopping`` run of
-``ce`` in the same task, noise rate and seed. An image task ``vision:<name>`` lives in the folder
-``vision-<name>`` and runs the image-classification recipe (see :mod:`.tasks`).
+or one of the task family's own (image tasks: ``tce_paper``). A ``same_epochs`` run of loss L takes as reference the
+``early_stopping`` run of ``ce`` in the same task, noise rate and seed. ``<task>`` is the task's name with ``:`` as
+``-`` (``vision:digits`` lives in ``vision-digits``). Each task's family (:mod:`hf_squareloss.runs.families`) says
+which recipe runs it and with which model and data flags.
 """
 
 from __future__ import annotations
@@ -29,20 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import get_loss_spec
-from .tasks import GLUE_RECIPE, canonical_task, is_vision, recipe_module
+from ..runs.families import families, family_of
 
 __all__ = [
     "CONTROLLED_FLAGS",
-    "RECIPE_MODULE",
     "RunSpec",
     "SweepSpec",
     "accelerate_form",
+    "controlled_flags",
     "parse_per_task",
 ]
 
-RECIPE_MODULE = GLUE_RECIPE
-SWEEP_PROTOCOLS = ("early_stopping", "same_epochs", "tce_paper")
-VISION_ONLY_PROTOCOLS = ("tce_paper",)
 REFERENCE_LOSS = "ce"
 
 
@@ -55,7 +53,6 @@ def reference_protocol(protocol: str) -> str:
 CONTROLLED_FLAGS = (
     "--model_name_or_path",
     "--task_name",
-    "--data_dir",
     "--output_dir",
     "--do_train",
     "--do_eval",
@@ -70,15 +67,15 @@ CONTROLLED_FLAGS = (
     "--max_train_samples",
     "--max_eval_samples",
     "--base_model_id",
-    # image tasks
-    "--model_type",
-    "--dataset_name",
-    "--train_dir",
-    "--validation_dir",
-    "--test_dir",
-    "--do_predict",
-    "--max_predict_samples",
 )
+"""The flags the sweep sets for a run of any task family; each family adds its own (``TaskFamily.sweep_flags``)."""
+
+
+def controlled_flags() -> tuple[str, ...]:
+    """Every flag the sweep sets for some run: :data:`CONTROLLED_FLAGS` and those of every task family."""
+    return tuple(
+        dict.fromkeys([*CONTROLLED_FLAGS, *(f for family in families() for f in family.sweep_flags)])
+    )
 
 
 def _noise_name(rate: float) -> str:
@@ -108,7 +105,7 @@ class RunSpec:
     @property
     def module(self) -> str:
         """The recipe that runs it (``python -m <module>``)."""
-        return recipe_module(self.task)
+        return family_of(self.task).recipe_module
 
     @property
     def label(self) -> str:
@@ -126,7 +123,7 @@ def parse_per_task(values: Sequence[str] | None, name: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for value in values or ():
         key, sep, number = value.rpartition("=")
-        task = canonical_task(key) if sep else "*"
+        task = family_of(key).canonical_task(key) if sep else "*"
         try:
             count = int(number)
         except ValueError:
@@ -149,7 +146,8 @@ class SweepSpec:
     noise_type: str = "symmetric"
     protocols: Sequence[str] = ("early_stopping",)
     data_root: str | None = None
-    """Folder holding GLUE's task folders (``MRPC/``, ``SST-2/``...) in their original layout; None: the Hub."""
+    """Folder holding the tasks' data (GLUE's task folders ``MRPC/``, ``SST-2/``... in their original layout, image
+    tasks' ``<name>/train``...); None: the Hub."""
     max_train_samples: Mapping[str, int] = field(default_factory=dict)
     max_eval_samples: Mapping[str, int] = field(default_factory=dict)
     recipe_args: Sequence[str] = ()
@@ -160,19 +158,18 @@ class SweepSpec:
     """Hub id of the model fine-tuned, for the model cards (when ``model_name_or_path`` is a local folder)."""
 
     def __post_init__(self) -> None:
-        self.tasks = [canonical_task(t) for t in self.tasks]
+        self.tasks = [family_of(t).canonical_task(t) for t in self.tasks]
         for task in self.tasks:
-            if task == "stsb":
-                raise ValueError(f"{task} is a regression task; the comparison covers classification tasks")
-        for protocol in VISION_ONLY_PROTOCOLS:
-            glue = [t for t in self.tasks if not is_vision(t)]
-            if protocol in self.protocols and glue:
-                raise ValueError(f"the {protocol} protocol is for image tasks (vision:<name>), not {glue}")
+            family_of(task).sweep_task(task)  # ValueError for a task a sweep cannot run (a regression task)
+        self._check_protocols_fit_tasks()
         for loss in self.losses:
             get_loss_spec(loss)
-        unknown = [p for p in self.protocols if p not in SWEEP_PROTOCOLS]
-        if unknown:
-            raise ValueError(f"unknown protocol(s) {unknown}; the sweep knows {list(SWEEP_PROTOCOLS)}")
+        offered = {p for t in self.tasks for p in family_of(t).sweep_protocols}
+        if any(p not in offered for p in self.protocols):  # only then ask every family
+            known = sweep_protocols()
+            unknown = [p for p in self.protocols if p not in known]
+            if unknown:
+                raise ValueError(f"unknown protocol(s) {unknown}; the sweep knows {list(known)}")
         if "same_epochs" in self.protocols and (
             REFERENCE_LOSS not in self.losses or "early_stopping" not in self.protocols
         ):
@@ -194,9 +191,10 @@ class SweepSpec:
                 raise ValueError(f"the grid needs at least one of {name}")
             if len(set(items)) != len(items):
                 raise ValueError(f"repeated {name}: {list(items)}")
+        controlled = controlled_flags() if self.recipe_args else ()
         for arg in self.recipe_args:
             flag = arg.split("=", 1)[0]
-            if flag in CONTROLLED_FLAGS:
+            if flag in controlled:
                 raise ValueError(
                     f"{flag} is set by the sweep for each run; use the compare options instead "
                     "(--tasks, --losses, --seeds, --noise, --data_root, --max_train_samples...)"
@@ -211,6 +209,14 @@ class SweepSpec:
         self.max_train_samples = dict(self.max_train_samples)
         self.max_eval_samples = dict(self.max_eval_samples)
 
+    def _check_protocols_fit_tasks(self) -> None:
+        """Each protocol must be one that every task's family runs (``tce_paper``: image tasks only)."""
+        for protocol in self.protocols:
+            unfit = [t for t in self.tasks if protocol not in family_of(t).sweep_protocols]
+            offering = [f.description for f in families() if protocol in f.sweep_protocols] if unfit else []
+            if offering:
+                raise ValueError(f"the {protocol} protocol is for {' or '.join(offering)}, not {unfit}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -220,7 +226,7 @@ class SweepSpec:
         interrupted sweep has complete comparisons for the cells it finished."""
         out = []
         for task in self.tasks:
-            for protocol in (p for p in SWEEP_PROTOCOLS if p in self.protocols):
+            for protocol in (p for p in family_of(task).sweep_protocols if p in self.protocols):
                 for rate in self.noise_rates:
                     for seed in self.seeds:
                         for loss in self.losses:
@@ -232,30 +238,11 @@ class SweepSpec:
     def _per_task(self, table: Mapping[str, int], task: str) -> int | None:
         return table.get(task, table.get("*"))
 
-    def _vision_argv(self, task: str) -> list[str]:
-        """Model and data flags of an image task (see :mod:`.tasks`)."""
-        from ..vision import ARCHITECTURES
-
-        name = task.split(":", 1)[1]
-        model = "--model_type" if self.model_name_or_path in ARCHITECTURES else "--model_name_or_path"
-        argv = [model, self.model_name_or_path, "--task_name", task]
-        if self.data_root is None:
-            return [*argv, "--dataset_name", name, "--do_predict"]
-        folder = Path(self.data_root) / name
-        argv += ["--dataset_name", "imagefolder", "--train_dir", str(folder / "train")]
-        for split in ("validation", "test"):
-            if (folder / split).is_dir():
-                argv += [f"--{split}_dir", str(folder / split)]
-        return argv + (["--do_predict"] if (folder / "test").is_dir() else [])
-
     def recipe_argv(self, run: RunSpec, root: Path) -> list[str]:
         """The recipe's arguments for ``run`` inside the sweep folder ``root``."""
-        if is_vision(run.task):
-            head = self._vision_argv(run.task)
-        else:
-            head = ["--model_name_or_path", self.model_name_or_path, "--task_name", run.task]
+        family_argv = family_of(run.task).sweep_argv(run.task, self.model_name_or_path, self.data_root)
         argv = [
-            *head,
+            *family_argv.head,
             "--output_dir",
             str(root / run.relpath),
             "--do_train",
@@ -280,10 +267,7 @@ class SweepSpec:
             argv += ["--early_stopping_patience", str(self.early_stopping_patience)]
         if self.base_model_id:
             argv += ["--base_model_id", self.base_model_id]
-        if self.data_root is not None and not is_vision(run.task):
-            from ..glue.tasks import get_task
-
-            argv += ["--data_dir", str(Path(self.data_root) / get_task(run.task).folder)]
+        argv += family_argv.data
         for flag, table in (
             ("--max_train_samples", self.max_train_samples),
             ("--max_eval_samples", self.max_eval_samples),
@@ -297,12 +281,16 @@ class SweepSpec:
         return argv + list(self.recipe_args)
 
 
-def single_process_form(argv: Sequence[str], module: str = RECIPE_MODULE) -> list[str]:
+def sweep_protocols() -> tuple[str, ...]:
+    """Every protocol a sweep can run, over the task families (this imports them all)."""
+    return tuple(dict.fromkeys(p for family in families() for p in family.sweep_protocols))
+
+
+def single_process_form(argv: Sequence[str], module: str) -> list[str]:
+    """The run as one process: ``python -m <recipe module> ...``."""
     return [sys.executable, "-m", module, *argv]
 
 
-def accelerate_form(
-    argv: Sequence[str], num_processes: str = "<NUM_GPUS>", module: str = RECIPE_MODULE
-) -> str:
-    """The same run on several GPUs: ``accelerate launch --num_processes N -m hf_squareloss.glue.run ...``."""
+def accelerate_form(argv: Sequence[str], module: str, num_processes: str = "<NUM_GPUS>") -> str:
+    """The same run on several GPUs: ``accelerate launch --num_processes N -m <recipe module> ...``."""
     return shlex.join(["accelerate", "launch", "--num_processes", num_processes, "-m", module, *argv])

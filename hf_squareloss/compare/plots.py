@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import loss_types
-from .aggregate import main_metric
-from .tasks import history_metric
+from ..runs.families import family_of
 
 __all__ = [
     "plot_accuracy_vs_noise",
@@ -82,7 +81,7 @@ def plot_accuracy_vs_noise(rows: Sequence[Mapping[str, Any]], path: Path) -> Pat
     fig, axes = _grid(plt, 1, len(tasks))
     losses = _losses(rows)
     for ax, task in zip(axes[0], tasks, strict=True):
-        metric = main_metric(task)
+        metric = family_of(task).main_metric(task)
         all_rates = sorted({r["noise_rate"] for r in rows if r["task"] == task})
         dodge = 0.01 * (max(all_rates) - min(all_rates) or 1.0)
         for k, loss in enumerate(losses):
@@ -138,7 +137,7 @@ def plot_learning_curves(rows: Sequence[Mapping[str, Any]], path: Path) -> Path 
 
     fig, axes = _grid(plt, len(tasks), len(rates))
     for i, task in enumerate(tasks):
-        metric = history_metric(task)
+        metric = family_of(task).history_metric(task)
         for j, rate in enumerate(rates):
             ax = axes[i][j]
             for loss in _losses(rows):
@@ -173,7 +172,7 @@ def plot_seed_spread(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | No
     fig, axes = _grid(plt, len(tasks), len(rates), width=4.0)
     losses = _losses(rows)
     for i, task in enumerate(tasks):
-        metric = history_metric(task)
+        metric = family_of(task).history_metric(task)
         for j, rate in enumerate(rates):
             ax = axes[i][j]
             for k, loss in enumerate(losses):

@@ -10,8 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ..glue.outputs import DATASET_FILE, RUN_ARGS_FILE, SUMMARY_FILE, read_json, write_json
 from ..registry import loss_types
+from ..runs.families import describe_tasks, family_of
+from ..runs.folder import DATASET_FILE, RUN_ARGS_FILE, SUMMARY_FILE, read_json, write_json
 from .aggregate import (
     CALIBRATION_COLUMNS,
     EXTRA_COLUMNS,
@@ -32,6 +33,7 @@ __all__ = [
     "format_results_md",
     "paper_table",
     "per_seed_table",
+    "report_title",
     "sessions_lines",
     "summary_copy",
     "task_tables",
@@ -126,60 +128,23 @@ def _majority(dataset_path: Path) -> str:
 
 
 def _setup_lines(root: Path, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Model, data and optimisation settings, read from one run of each task."""
+    """Model, data and optimisation settings, read from one run of each task, in the words of its family."""
     lines = []
     for task in dict.fromkeys(r["task"] for r in rows):
         first = next(r for r in rows if r["task"] == task)
         args_path = _run_path(first, root) / RUN_ARGS_FILE
         if not args_path.is_file():
             continue
-        args = read_json(args_path)
-        training, data, protocol = args["training"], args["data"], args["protocol"]
-        resolved = protocol.get("resolved", {})
-        if "max_seq_length" not in data:  # an image task
-            lines.append(_image_setup_line(task, first, args, root))
-            continue
-        precision = (
-            "bf16 mixed precision" if training.get("bf16") else ("fp16" if training.get("fp16") else "fp32")
-        )
-        lines.append(
-            f"- **{task}**: model `{Path(args['model']['model_name_or_path']).name}`, "
-            f"{first['num_train_examples']:,} training / {first['num_eval_examples']:,} validation examples "
-            f"({'local TSV files' if data.get('data_dir') else 'Hub dataset ' + data.get('dataset_name', '')}), "
-            f"max_seq_length {data['max_seq_length']}, at most {training['num_train_epochs']:g} epochs, "
-            f"early-stopping patience {resolved.get('patience', '–')} on validation {resolved.get('metric_for_best_model')}, "
-            f"batch {training['per_device_train_batch_size']} x {training['gradient_accumulation_steps']}, "
-            f"learning rate {training['learning_rate']:g} ({training['lr_scheduler_type']}, warm-up "
-            f"{training['warmup_steps']:g}), weight decay {training['weight_decay']:g}, {precision}."
-            + _majority(_run_path(first, root) / DATASET_FILE)
-        )
+        dataset_path = _run_path(first, root) / DATASET_FILE
+        dataset = read_json(dataset_path) if dataset_path.is_file() else {}
+        line = family_of(task).setup_line(task, first, read_json(args_path), dataset)
+        lines.append(f"- **{task}**: {line}" + _majority(dataset_path))
     return lines
 
 
-def _image_setup_line(task: str, first: Mapping[str, Any], args: Mapping[str, Any], root: Path) -> str:
-    training, protocol = args["training"], args["protocol"]
-    resolved = protocol.get("resolved", {})
-    dataset_path = _run_path(first, root) / DATASET_FILE
-    dataset = read_json(dataset_path) if dataset_path.is_file() else {}
-    images = dataset.get("images", {})
-    splits = dataset.get("splits_used", {})
-    schedule = resolved.get("lr_schedule")
-    decay = (
-        f", x{schedule['decay']:g} at epochs {', '.join(f'{m:g}' for m in schedule['milestones'])}"
-        if schedule
-        else ""
-    )
-    model = args["model"].get("model_type") or Path(str(args["model"].get("model_name_or_path"))).name
-    return (
-        f"- **{task}**: model `{model}`, {splits.get('train', '?'):,} training / {splits.get('validation', '?'):,} "
-        f"validation / {splits.get('test', 0):,} test images of {'x'.join(map(str, images.get('size') or []))} "
-        f"pixels ({images.get('channels')} channel(s), augmentation {images.get('augmentation')}, normalised with "
-        f"the {images.get('normalisation_from')}'s statistics), protocol {resolved.get('name')}: "
-        f"{training['num_train_epochs']:g} epochs, {training['optim']} ({training.get('optim_args') or 'defaults'}), "
-        f"learning rate {training['learning_rate']:g}{decay}, batch {resolved.get('batch_size', training['per_device_train_batch_size'])}, "
-        f"weight decay {training['weight_decay']:g}; the model kept is the epoch with the best validation "
-        f"{resolved.get('metric_for_best_model')}." + _majority(dataset_path)
-    )
+def report_title(tasks: Sequence[str]) -> str:
+    """The default title of a report over ``tasks``: what it compared, on which tasks."""
+    return f"Loss comparison on {describe_tasks(tasks)}" if tasks else "Loss comparison"
 
 
 def _metric_title(metric: str) -> str:
@@ -264,7 +229,7 @@ def format_results_md(
 ) -> str:
     """The Markdown report of a sweep (and of the sweep folders ``included`` in it: ``(folder, status)``)."""
     status = status or {}
-    lines = [f"# {title or 'Loss comparison on GLUE'}", ""]
+    lines = [f"# {title or report_title(list(dict.fromkeys(r['task'] for r in rows)))}", ""]
     lines += [
         f"{len(rows)} finished runs; validation (dev) metrics of the model each run kept. Generated by "
         "`hf-squareloss compare` from the run folders; per-run numbers in `results.csv`, per-cell statistics in "

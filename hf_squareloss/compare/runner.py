@@ -4,9 +4,9 @@
 * a half-finished run is started again with the same command: the recipe resumes it from its last checkpoint;
 * a run whose stored command differs from the planned one is an error (the grid's settings changed), so that a
   sweep folder never mixes settings;
-* each run is a child process (``python -m hf_squareloss.glue.run``, or the ``--launcher`` given, e.g.
-  ``accelerate launch --num_processes 8``); its output goes to ``<run>/run.log`` and its progress lines to the
-  console;
+* each run is a child process (``python -m <the recipe of its task's family>``, e.g. ``hf_squareloss.glue.run``,
+  or the ``--launcher`` given, e.g. ``accelerate launch --num_processes 8``); its output goes to ``<run>/run.log``
+  and its progress lines to the console;
 * a failed run is reported and the sweep goes on; a ``same_epochs`` run waits for its reference.
 """
 
@@ -24,9 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..glue.callbacks import PROGRESS_PREFIX
-from ..glue.outputs import is_finished, read_json, run_lock, write_json
-from .grid import RECIPE_MODULE, RunSpec, SweepSpec, accelerate_form, single_process_form
+from ..runs.console import PROGRESS_PREFIX
+from ..runs.folder import is_finished, read_json, run_lock, write_json
+from .grid import RunSpec, SweepSpec, accelerate_form, single_process_form
 
 __all__ = ["SweepInterrupted", "SweepOutcome", "run_sweep", "write_commands"]
 
@@ -184,7 +184,7 @@ class _Status:
         write_json(self.path, self.data)
 
 
-def _launcher_argv(launcher: str | None, argv: Sequence[str], module: str = RECIPE_MODULE) -> list[str]:
+def _launcher_argv(launcher: str | None, argv: Sequence[str], module: str) -> list[str]:
     if not launcher:
         return single_process_form(argv, module)
     return [*shlex.split(launcher), "-m", module, *argv]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model_card import HYPERPARAMETERS, ModelCardInfo, card_metrics, fmt, render_model_card, save_card
-from .outputs import DATASET_FILE, LABEL_NOISE_FILE, RUN_ARGS_FILE, read_json, read_summary
+from ..runs.folder import DATASET_FILE, LABEL_NOISE_FILE, RUN_ARGS_FILE, read_json, read_summary
 from .tasks import get_task
 
 __all__ = ["card_info_from_run", "write_run_card"]

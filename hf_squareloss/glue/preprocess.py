@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..noise import add_label_noise
-from .arguments import DataTrainingArguments, LabelNoiseArguments
+from ..runs.arguments import LabelNoiseArguments
+from .arguments import DataTrainingArguments
 from .data import load_glue
 from .tasks import GlueTask
 

@@ -1,21 +1,30 @@
-"""Command-line arguments of the image-classification recipe, besides
-:class:`~hf_squareloss.SquareLossTrainingArguments` and the label-noise arguments it shares with the GLUE recipe
-(:class:`hf_squareloss.glue.arguments.LabelNoiseArguments`)."""
+"""Command-line arguments of the image-classification recipe: its model and data arguments, and its protocol
+arguments (every recipe's, :class:`hf_squareloss.runs.arguments.ProtocolArguments`, and the TCE paper's). The label
+noise (:class:`hf_squareloss.runs.arguments.LabelNoiseArguments`) and
+:class:`~hf_squareloss.SquareLossTrainingArguments` are every recipe's."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..glue.arguments import PROTOCOLS, ProtocolArguments
+from ..runs.arguments import PROTOCOLS, ProtocolArguments
+from ..runs.families import FAMILY_TABLE
 from .data import HUB_DATASETS, known_dataset
 from .resnet import ARCHITECTURES
 from .transforms import AUGMENTATIONS
 
-__all__ = ["VISION_PROTOCOLS", "ImageDataArguments", "ImageModelArguments", "ImageProtocolArguments"]
+__all__ = [
+    "TASK_PREFIX",
+    "VISION_PROTOCOLS",
+    "ImageDataArguments",
+    "ImageModelArguments",
+    "ImageProtocolArguments",
+]
 
 VISION_PROTOCOLS = (*PROTOCOLS, "tce_paper")
-TASK_PREFIX = "vision:"
+TASK_PREFIX = FAMILY_TABLE["vision"].prefix
+"""What every image task name starts with (``vision:cifar10``), as the table of task families says."""
 
 
 @dataclass
@@ -233,7 +242,7 @@ class ImageDataArguments:
 
 @dataclass
 class ImageProtocolArguments(ProtocolArguments):
-    """How long to train and which model to keep: the protocols of the GLUE recipe, and the TCE paper's."""
+    """How long to train and which model to keep: every recipe's protocols, and the TCE paper's."""
 
     protocol: str = field(
         default="early_stopping",
@@ -242,7 +251,7 @@ class ImageProtocolArguments(ProtocolArguments):
             "and 192 of 256, weight decay 1e-4, batch 128, the data set's augmentation, per-channel "
             "normalisation, and the model of the epoch with the best validation accuracy is the one tested; any "
             "of these can be overridden by its own flag. 'early_stopping', 'same_epochs', 'fixed_epochs': as "
-            "in the GLUE recipe (Hui & Belkin's protocols).",
+            "in every recipe (Hui & Belkin's protocols).",
             "choices": list(VISION_PROTOCOLS),
         },
     )

@@ -9,8 +9,9 @@ from typing import Any
 
 from ..model_card import HYPERPARAMETERS, CardMetric, ModelCardInfo, render_model_card, save_card
 from ..registry import LossConfig
+from .arguments import TASK_PREFIX
 
-__all__ = ["image_card_info", "is_image_run", "write_image_run_card"]
+__all__ = ["image_card_info", "write_image_run_card"]
 
 _SPLITS = {"eval_": "validation", "test_": "test"}
 
@@ -18,12 +19,6 @@ _SPLITS = {"eval_": "validation", "test_": "test"}
 def _read(path: Path) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
-
-
-def is_image_run(run_dir: str | Path) -> bool:
-    """True for a finished run of the image recipe (its ``run_summary.json`` names a ``vision:`` task)."""
-    path = Path(run_dir) / "run_summary.json"
-    return path.is_file() and str(_read(path).get("task", "")).startswith("vision:")
 
 
 def _how_to_read(loss: dict[str, Any]) -> str:
@@ -49,6 +44,7 @@ def _how_to_read(loss: dict[str, Any]) -> str:
 
 
 def image_card_info(run_dir: str | Path, *, base_model: str | None = None) -> ModelCardInfo:
+    """The card of a finished image run, from its output folder alone."""
     run_dir = Path(run_dir)
     summary = _read(run_dir / "run_summary.json")
     run_args = _read(run_dir / "run_args.json") if (run_dir / "run_args.json").is_file() else {}
@@ -96,7 +92,7 @@ def image_card_info(run_dir: str | Path, *, base_model: str | None = None) -> Mo
         p
         for p in (
             model_args.get("model_type") or Path(str(base or source or "model")).name,
-            task.split(":", 1)[1],
+            task.removeprefix(TASK_PREFIX),
             loss_type,
             f"noise{noise['rate']:g}" if noise else None,
             f"seed{summary.get('seed')}",
@@ -109,7 +105,7 @@ def image_card_info(run_dir: str | Path, *, base_model: str | None = None) -> Mo
         base_model=base,
         base_model_note=note,
         dataset_id=hub_id,
-        dataset_name=task.split(":", 1)[1],
+        dataset_name=task.removeprefix(TASK_PREFIX),
         dataset_config=dataset.get("config"),
         dataset_note=None if hub_id else f"Local images ({dataset.get('origin', 'unknown origin')}).",
         task_type="image-classification",

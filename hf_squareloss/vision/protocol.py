@@ -1,4 +1,4 @@
-"""The TCE paper's image protocol (``--protocol tce_paper``), and the GLUE recipe's protocols for images.
+"""The TCE paper's image protocol (``--protocol tce_paper``), beside every recipe's protocols.
 
 Martinez & Stiefelhagen (GCPR 2018) train ResNet-20 with SGD, learning rate 0.1, Nesterov momentum 0.9, weight decay
 1e-4 and batch 128 for 256 epochs, divide the learning rate by 10 at epochs 128 and 192, augment CIFAR with 4-pixel
@@ -6,7 +6,7 @@ shifts and horizontal mirrors (digits with shifts only), normalise each channel,
 the best validation error. :func:`configure_image_protocol` sets exactly that on the training arguments, except
 what the command line sets itself (every setting can be overridden by its own flag). The other protocols
 (``early_stopping``, ``same_epochs``, ``fixed_epochs``: Hui & Belkin's) come from
-:func:`hf_squareloss.glue.protocol.configure_protocol`.
+:func:`hf_squareloss.runs.protocol.configure_protocol`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from typing import Any
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from ..glue.protocol import ProtocolSetup, configure_protocol
+from ..runs.protocol import ProtocolSetup, SameData, configure_protocol
 from ..training_args import SquareLossTrainingArguments
 
 __all__ = [
+    "SAME_DATA",
     "TCE_PAPER_MILESTONES",
     "TCE_PAPER_SETTINGS",
     "EpochStepDecay",
@@ -45,6 +46,19 @@ TCE_PAPER_SETTINGS: dict[str, Any] = {
 """``TrainingArguments`` values of the TCE paper (the batch of 128 is split over processes and accumulation)."""
 TCE_PAPER_MILESTONES = (128.0, 192.0)
 TCE_PAPER_DECAY = 0.1
+SAME_DATA = SameData(
+    data_keys=(
+        "task_name",
+        "dataset_name",
+        "max_train_samples",
+        "dataset_config_name",
+        "train_dir",
+        "validation_size",
+        "validation_split_seed",
+        "image_size",
+    )
+)
+"""The data settings a ``same_epochs`` reference must share with an image run."""
 
 
 @dataclass
@@ -126,20 +140,27 @@ def _tce_paper(
 def configure_image_protocol(
     protocol_args: Any,
     training_args: SquareLossTrainingArguments,
-    task: Any,
     data_args: Any,
     noise_args: Any,
     explicit: set[str] | frozenset[str] = frozenset(),
 ) -> ProtocolSetup:
     """The training arguments, callbacks and record of the chosen protocol (the input arguments are not changed).
 
-    ``explicit``: the ``TrainingArguments`` fields given on the command line, which ``tce_paper`` keeps.
+    ``explicit``: the ``TrainingArguments`` fields given on the command line, which ``tce_paper`` keeps. Model
+    selection is on validation accuracy unless ``--metric_for_best_model`` says otherwise.
     """
     if protocol_args.protocol == "tce_paper" and training_args.do_train:
         return _tce_paper(protocol_args, training_args, set(explicit))
     if protocol_args.protocol == "tce_paper":
         return ProtocolSetup(training_args, [], {"name": "evaluation_only"})
-    return configure_protocol(protocol_args, training_args, task, data_args, noise_args)
+    return configure_protocol(
+        protocol_args,
+        training_args,
+        main_metric="accuracy",
+        data_args=data_args,
+        noise_args=noise_args,
+        same_data=SAME_DATA,
+    )
 
 
 def steps_per_epoch(num_training_steps: int, num_train_epochs: float) -> float:

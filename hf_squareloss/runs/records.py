@@ -6,51 +6,76 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..registry import loss_fields
 from ..training_args import SquareLossTrainingArguments
-from .arguments import DataTrainingArguments, LabelNoiseArguments, ModelArguments, ProtocolArguments
-from .outputs import RUN_ARGS_FILE, best_eval_entry, read_json
-from .tasks import GlueTask
+from .folder import RUN_ARGS_FILE, best_eval_entry, read_json
+from .protocol import LABEL_NOISE_KEYS
 
-__all__ = ["check_resumable", "run_args_record", "run_summary"]
+__all__ = [
+    "PROTOCOL_RESUME_KEYS",
+    "TRAINING_RESUME_KEYS",
+    "RunTask",
+    "check_resumable",
+    "resume_keys",
+    "run_args_record",
+    "run_summary",
+]
 
-# settings a resumed run must share with the interrupted one (anything else may change, e.g. logging)
-_RESUME_KEYS = {
-    "model": ("model_name_or_path", "config_name", "tokenizer_name", "model_revision"),
-    "data": (
-        "task_name",
-        "dataset_name",
-        "data_dir",
-        "max_seq_length",
-        "pad_to_max_length",
-        "max_train_samples",
-    ),
-    "label_noise": ("label_noise", "label_noise_type", "label_noise_exact", "noise_seed"),
-    "protocol": ("protocol", "early_stopping_patience", "reference_run", "reference_epochs"),
-    # plus the loss: "loss_type" and every loss field of the registry (see check_resumable)
-    "training": (
-        "label_smoothing_factor",
-        "seed",
-        "data_seed",
-        "learning_rate",
-        "num_train_epochs",
-        "max_steps",
-        "per_device_train_batch_size",
-        "gradient_accumulation_steps",
-        "lr_scheduler_type",
-        "warmup_steps",
-        "weight_decay",
-        "max_grad_norm",
-        "optim",
-        "bf16",
-        "fp16",
-    ),
-}
+PROTOCOL_RESUME_KEYS = ("protocol", "early_stopping_patience", "reference_run", "reference_epochs")
+"""The protocol settings (``run_args.json`` section ``protocol``) a resumed run must share with the interrupted one."""
+TRAINING_RESUME_KEYS = (
+    "label_smoothing_factor",
+    "seed",
+    "data_seed",
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+    "max_grad_norm",
+    "optim",
+    "bf16",
+    "fp16",
+)
+"""The training settings a resumed run must share; the loss settings (``loss_type`` and every loss field of the
+registry) are added by :func:`check_resumable`. Anything else may change (logging, say)."""
+
+
+def resume_keys(
+    *,
+    model: tuple[str, ...],
+    data: tuple[str, ...],
+    protocol: tuple[str, ...] = (),
+    training: tuple[str, ...] = (),
+) -> dict[str, tuple[str, ...]]:
+    """The settings, per section of ``run_args.json``, that a resumed run of a recipe must share with the interrupted
+    one: the recipe's ``model`` and ``data`` keys, the label noise, the shared protocol and training keys, and the
+    recipe's own ``protocol`` and ``training`` keys."""
+    return {
+        "model": model,
+        "data": data,
+        "label_noise": LABEL_NOISE_KEYS,
+        "protocol": (*PROTOCOL_RESUME_KEYS, *protocol),
+        "training": (*TRAINING_RESUME_KEYS, *training),
+    }
+
+
+class RunTask(Protocol):
+    """What the records need to know about the task of a run (a GLUE task, an image task...)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def main_metric(self) -> str: ...
 
 
 def _redacted(argv: Sequence[str]) -> list[str]:
@@ -76,13 +101,14 @@ def _training_dict(training_args: SquareLossTrainingArguments) -> dict[str, Any]
 
 def run_args_record(
     argv: Sequence[str] | None,
-    model_args: ModelArguments,
-    data_args: DataTrainingArguments,
-    noise_args: LabelNoiseArguments,
-    protocol_args: ProtocolArguments,
+    model_args: Any,
+    data_args: Any,
+    noise_args: Any,
+    protocol_args: Any,
     training_args: SquareLossTrainingArguments,
     protocol_record: dict[str, Any],
 ) -> dict[str, Any]:
+    """What ``run_args.json`` holds: the command line (tokens redacted), the version, and every argument group."""
     from .. import __version__
 
     return {
@@ -97,16 +123,16 @@ def run_args_record(
 
 
 def check_resumable(
-    output_dir: Path, new_args: dict[str, Any], resume_keys: dict[str, tuple[str, ...]] | None = None
+    output_dir: Path, new_args: dict[str, Any], resume_keys: Mapping[str, tuple[str, ...]]
 ) -> None:
     """Refuse to continue an interrupted run in ``output_dir`` with different settings (``resume_keys``: the
-    settings per section of ``run_args.json`` that must match; default: the GLUE recipe's). The loss settings,
-    ``loss_type`` and every loss field of the registry, are always part of the ``training`` section."""
+    recipe's settings per section of ``run_args.json`` that must match). The loss settings, ``loss_type`` and every
+    loss field of the registry, are always part of the ``training`` section."""
     path = output_dir / RUN_ARGS_FILE
     if not path.is_file():
         return
     old = read_json(path)
-    sections = dict(resume_keys or _RESUME_KEYS)
+    sections = dict(resume_keys)
     # the loss settings come from the registry, so a loss added there is checked too
     sections["training"] = ("loss_type", *loss_fields(), *sections.get("training", ()))
     changed = [
@@ -137,22 +163,14 @@ def _versions() -> dict[str, str]:
     }
 
 
-def run_summary(
-    task: GlueTask,
+def _epochs(
+    task: RunTask,
     trainer: Any,
     training_args: SquareLossTrainingArguments,
     protocol: dict[str, Any],
-    noise_record: dict[str, Any] | None,
-    dataset_record: dict[str, Any],
     history: list[dict[str, Any]],
-    train_metrics: dict[str, Any],
-    eval_metrics: dict[str, Any],
-    model_args: ModelArguments,
-    data_args: DataTrainingArguments,
-    started: float,
-    *,
-    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The summary's epochs: run, of the best evaluation (and its metric), of the kept model; stopped early?"""
     metric = protocol.get("metric_for_best_model") or task.main_metric
     greater = bool(protocol.get("greater_is_better", True))
     best = best_eval_entry(history, metric, greater)
@@ -161,25 +179,7 @@ def run_summary(
         model_epoch = best["epoch"]
     else:
         model_epoch = epochs_trained
-    noise = None
-    if noise_record is not None:
-        noise = {k: v for k, v in noise_record.items() if k not in ("flipped_indices", "flipped_idx")}
     return {
-        "task": task.name,
-        "model_name_or_path": model_args.model_name_or_path,
-        "output_dir": str(Path(training_args.output_dir).resolve()),
-        "data_origin": dataset_record.get("origin"),
-        "max_train_samples": data_args.max_train_samples,
-        "num_train_examples": dataset_record["splits_used"].get("train"),
-        "num_eval_examples": {s: dataset_record["splits_used"][s] for s in dataset_record["eval_splits"]},
-        "loss": trainer.loss_record(),
-        "calibration": calibration,
-        "loss_description": trainer.loss_function.config.describe(),
-        "protocol": protocol,
-        "seed": training_args.seed,
-        "label_noise": noise,
-        "did_train": bool(training_args.do_train),
-        "num_train_epochs": float(training_args.num_train_epochs),
         "epochs_trained": epochs_trained,
         "best_epoch": best["epoch"] if best else None,
         "best_metric": {metric: best.get(metric if metric.startswith("eval_") else f"eval_{metric}")}
@@ -191,6 +191,50 @@ def run_summary(
             and epochs_trained is not None
             and epochs_trained < float(training_args.num_train_epochs) - 1e-6
         ),
+    }
+
+
+def run_summary(
+    task: RunTask,
+    trainer: Any,
+    training_args: SquareLossTrainingArguments,
+    protocol: dict[str, Any],
+    noise_record: dict[str, Any] | None,
+    dataset_record: dict[str, Any],
+    history: list[dict[str, Any]],
+    train_metrics: dict[str, Any],
+    eval_metrics: dict[str, Any],
+    *,
+    model_name: str | None,
+    max_train_samples: int | None,
+    started: float,
+    calibration: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What ``run_summary.json`` holds: the headline numbers, the protocol, the per-epoch history, the versions.
+
+    ``model_name``: the model the run started from (a path, a Hub id or an architecture trained from scratch).
+    """
+    epochs = _epochs(task, trainer, training_args, protocol, history)
+    noise = None
+    if noise_record is not None:
+        noise = {k: v for k, v in noise_record.items() if k not in ("flipped_indices", "flipped_idx")}
+    return {
+        "task": task.name,
+        "model_name_or_path": model_name,
+        "output_dir": str(Path(training_args.output_dir).resolve()),
+        "data_origin": dataset_record.get("origin"),
+        "max_train_samples": max_train_samples,
+        "num_train_examples": dataset_record["splits_used"].get("train"),
+        "num_eval_examples": {s: dataset_record["splits_used"][s] for s in dataset_record["eval_splits"]},
+        "loss": trainer.loss_record(),
+        "calibration": calibration,
+        "loss_description": trainer.loss_function.config.describe(),
+        "protocol": protocol,
+        "seed": training_args.seed,
+        "label_noise": noise,
+        "did_train": bool(training_args.do_train),
+        "num_train_epochs": float(training_args.num_train_epochs),
+        **epochs,
         "eval_metrics": {
             k: v for k, v in eval_metrics.items() if not k.endswith(("_runtime", "_per_second"))
         },

@@ -9,6 +9,9 @@ reference kept (``reference_epochs="best"``); ``"trained"`` takes every epoch it
 same task on the same training data (subset and label noise); differing optimisation settings are reported.
 
 ``fixed_epochs``: ``--num_train_epochs`` with the evaluation and save strategies given on the command line.
+
+Every recipe offers these three; what "the same training data" means is the recipe's (:class:`SameData`). A recipe may
+add protocols of its own around :func:`configure_protocol` (the image recipe's ``tce_paper``).
 """
 
 from __future__ import annotations
@@ -24,32 +27,23 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_utils import IntervalStrategy
 
 from ..training_args import SquareLossTrainingArguments
-from .arguments import DataTrainingArguments, LabelNoiseArguments, ProtocolArguments
+from .arguments import LabelNoiseArguments, ProtocolArguments
 from .callbacks import StopAtEpochCallback
-from .outputs import RUN_ARGS_FILE, read_json, read_summary
-from .tasks import GlueTask
+from .folder import RUN_ARGS_FILE, read_json, read_summary
 
-__all__ = ["ProtocolSetup", "ReferenceRun", "configure_protocol", "read_reference_run"]
+__all__ = [
+    "LABEL_NOISE_KEYS",
+    "ProtocolSetup",
+    "ReferenceRun",
+    "SameData",
+    "configure_protocol",
+    "read_reference_run",
+]
 
 logger = logging.getLogger(__name__)
 
-# settings that define the training data: a same_epochs reference must share them
-_DATA_KEYS = {
-    "data": (
-        "task_name",
-        "dataset_name",
-        "data_dir",
-        "max_train_samples",
-        "max_seq_length",
-        # image recipe (absent from GLUE runs, hence equal there)
-        "dataset_config_name",
-        "train_dir",
-        "validation_size",
-        "validation_split_seed",
-        "image_size",
-    ),
-    "label_noise": ("label_noise", "label_noise_type", "label_noise_exact", "noise_seed"),
-}
+LABEL_NOISE_KEYS = ("label_noise", "label_noise_type", "label_noise_exact", "noise_seed")
+"""The label-noise settings (``run_args.json`` section ``label_noise``): part of a run's training data."""
 # optimisation settings the protocol expects to be shared; a difference is reported, not refused
 _TRAINING_KEYS = (
     "learning_rate",
@@ -60,6 +54,22 @@ _TRAINING_KEYS = (
     "weight_decay",
     "seed",
 )
+
+
+@dataclass(frozen=True)
+class SameData:
+    """The data settings (section ``data`` of ``run_args.json``) a ``same_epochs`` reference must share with the run.
+
+    The label-noise settings (:data:`LABEL_NOISE_KEYS`) are always part of it. ``path_keys`` are compared as
+    resolved paths.
+    """
+
+    data_keys: tuple[str, ...]
+    path_keys: tuple[str, ...] = ()
+
+    def sections(self) -> dict[str, tuple[str, ...]]:
+        """Section of ``run_args.json`` -> the keys that must be equal."""
+        return {"data": self.data_keys, "label_noise": LABEL_NOISE_KEYS}
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ def _whole_epochs(value: Any, what: str, path: str) -> int:
 
 
 def read_reference_run(path: str, reference_epochs: str = "best") -> ReferenceRun:
-    """Read a finished run of this recipe for ``same_epochs``; ``ValueError`` when it is unusable."""
+    """Read a finished run of a recipe for ``same_epochs``; ``ValueError`` when it is unusable."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise ValueError(f"--reference_run {path}: no such folder")
@@ -115,9 +125,10 @@ def read_reference_run(path: str, reference_epochs: str = "best") -> ReferenceRu
 
 def _check_reference(
     reference: ReferenceRun,
-    data_args: DataTrainingArguments,
+    data_args: Any,
     noise_args: LabelNoiseArguments,
     training_args: SquareLossTrainingArguments,
+    same_data: SameData,
 ) -> list[str]:
     """Refuse a reference trained on other data; return the optimisation settings that differ."""
     if reference.task != data_args.task_name:
@@ -126,11 +137,11 @@ def _check_reference(
             "same_epochs compares runs of the same task"
         )
     mine = {"data": dataclasses.asdict(data_args), "label_noise": dataclasses.asdict(noise_args)}
-    for section, keys in _DATA_KEYS.items():
+    for section, keys in same_data.sections().items():
         theirs = reference.args.get(section, {})
         for key in keys:
             a, b = mine[section].get(key), theirs.get(key)
-            if key == "data_dir" and a and b:
+            if key in same_data.path_keys and a and b:
                 a, b = str(Path(a).expanduser().resolve()), str(Path(b).expanduser().resolve())
             if a != b:
                 raise ValueError(
@@ -154,75 +165,102 @@ class ProtocolSetup:
     record: dict[str, Any]
 
 
+def _early_stopping(
+    protocol_args: ProtocolArguments, training_args: SquareLossTrainingArguments, main_metric: str
+) -> tuple[dict[str, Any], list[TrainerCallback], dict[str, Any]]:
+    """Overrides, callbacks and record entries of ``early_stopping``."""
+    strategy = training_args.eval_strategy
+    if strategy == IntervalStrategy.NO:
+        strategy = IntervalStrategy.EPOCH
+    overrides: dict[str, Any] = {
+        "eval_strategy": strategy,
+        "save_strategy": strategy.value,
+        "load_best_model_at_end": True,
+    }
+    if strategy == IntervalStrategy.STEPS:
+        overrides["save_steps"] = training_args.eval_steps
+        logger.warning(
+            "early stopping counts evaluations every %s steps, not epochs", training_args.eval_steps
+        )
+    if training_args.metric_for_best_model is None:
+        overrides.update(metric_for_best_model=main_metric, greater_is_better=True)
+    overrides["restore_callback_states_from_checkpoint"] = True
+    callbacks: list[TrainerCallback] = [EarlyStoppingCallback(early_stopping_patience=protocol_args.patience)]
+    return overrides, callbacks, {"patience": protocol_args.patience}
+
+
+def _same_epochs(
+    protocol_args: ProtocolArguments,
+    training_args: SquareLossTrainingArguments,
+    data_args: Any,
+    noise_args: LabelNoiseArguments,
+    same_data: SameData,
+) -> tuple[dict[str, Any], list[TrainerCallback], dict[str, Any]]:
+    """Overrides, callbacks and record entries of ``same_epochs``."""
+    if training_args.max_steps is not None and training_args.max_steps > 0:
+        raise ValueError("--protocol same_epochs counts epochs; do not pass --max_steps")
+    reference = read_reference_run(protocol_args.reference_run or "", protocol_args.reference_epochs)
+    differences = _check_reference(reference, data_args, noise_args, training_args, same_data)
+    for difference in differences:
+        logger.warning("same_epochs: reference run differs in %s", difference)
+    if reference.epochs > reference.schedule_epochs + 1e-6:
+        raise ValueError(
+            f"--reference_run {reference.path}: {reference.epochs} epochs exceed its num_train_epochs "
+            f"{reference.schedule_epochs:g}"
+        )
+    if training_args.num_train_epochs != reference.schedule_epochs:
+        logger.warning(
+            "same_epochs: num_train_epochs set to the reference's %g (was %g) so that the learning-rate "
+            "schedule is the same",
+            reference.schedule_epochs,
+            training_args.num_train_epochs,
+        )
+    overrides = {
+        "num_train_epochs": reference.schedule_epochs,
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "load_best_model_at_end": False,
+    }
+    record = {
+        "reference_run": reference.path,
+        "reference_loss_type": reference.loss_type,
+        "reference_epochs": protocol_args.reference_epochs,
+        "stop_epoch": reference.epochs,
+        "schedule_epochs": reference.schedule_epochs,
+        "reference_differences": differences,
+    }
+    return overrides, [StopAtEpochCallback(reference.epochs)], record
+
+
 def configure_protocol(
     protocol_args: ProtocolArguments,
     training_args: SquareLossTrainingArguments,
-    task: GlueTask,
-    data_args: DataTrainingArguments,
+    *,
+    main_metric: str,
+    data_args: Any,
     noise_args: LabelNoiseArguments,
+    same_data: SameData,
 ) -> ProtocolSetup:
-    """Apply ``protocol_args`` to ``training_args`` (a new object is returned; the input is not changed)."""
-    name = protocol_args.protocol
-    record: dict[str, Any] = {"name": name}
-    overrides: dict[str, Any] = {}
-    callbacks: list[TrainerCallback] = []
+    """Apply ``protocol_args`` to ``training_args`` (a new object is returned; the input is not changed).
 
+    ``main_metric``: the validation metric that ``early_stopping`` watches unless ``--metric_for_best_model`` is
+    given; ``same_data``: what ``same_epochs`` compares with its reference run (``data_args`` and ``noise_args`` are
+    this run's).
+    """
+    name = protocol_args.protocol
     if not training_args.do_train:
         if name == "same_epochs":
             raise ValueError("--protocol same_epochs shapes training; pass --do_train")
-        return ProtocolSetup(training_args, callbacks, {"name": "evaluation_only"})
+        return ProtocolSetup(training_args, [], {"name": "evaluation_only"})
     if name == "fixed_epochs":
-        return ProtocolSetup(training_args, callbacks, record)
-
+        return ProtocolSetup(training_args, [], {"name": name})
     if name == "early_stopping":
-        strategy = training_args.eval_strategy
-        if strategy == IntervalStrategy.NO:
-            strategy = IntervalStrategy.EPOCH
-        overrides.update(eval_strategy=strategy, save_strategy=strategy.value, load_best_model_at_end=True)
-        if strategy == IntervalStrategy.STEPS:
-            overrides["save_steps"] = training_args.eval_steps
-            logger.warning(
-                "early stopping counts evaluations every %s steps, not epochs", training_args.eval_steps
-            )
-        if training_args.metric_for_best_model is None:
-            overrides.update(metric_for_best_model=task.main_metric, greater_is_better=True)
-        overrides["restore_callback_states_from_checkpoint"] = True
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=protocol_args.patience))
-        record["patience"] = protocol_args.patience
-    else:  # same_epochs
-        if training_args.max_steps is not None and training_args.max_steps > 0:
-            raise ValueError("--protocol same_epochs counts epochs; do not pass --max_steps")
-        reference = read_reference_run(protocol_args.reference_run or "", protocol_args.reference_epochs)
-        differences = _check_reference(reference, data_args, noise_args, training_args)
-        for difference in differences:
-            logger.warning("same_epochs: reference run differs in %s", difference)
-        if reference.epochs > reference.schedule_epochs + 1e-6:
-            raise ValueError(
-                f"--reference_run {reference.path}: {reference.epochs} epochs exceed its num_train_epochs "
-                f"{reference.schedule_epochs:g}"
-            )
-        if training_args.num_train_epochs != reference.schedule_epochs:
-            logger.warning(
-                "same_epochs: num_train_epochs set to the reference's %g (was %g) so that the learning-rate "
-                "schedule is the same",
-                reference.schedule_epochs,
-                training_args.num_train_epochs,
-            )
-        overrides.update(
-            num_train_epochs=reference.schedule_epochs,
-            eval_strategy="epoch",
-            save_strategy="epoch",
-            load_best_model_at_end=False,
+        overrides, callbacks, entries = _early_stopping(protocol_args, training_args, main_metric)
+    else:
+        overrides, callbacks, entries = _same_epochs(
+            protocol_args, training_args, data_args, noise_args, same_data
         )
-        callbacks.append(StopAtEpochCallback(reference.epochs))
-        record.update(
-            reference_run=reference.path,
-            reference_loss_type=reference.loss_type,
-            reference_epochs=protocol_args.reference_epochs,
-            stop_epoch=reference.epochs,
-            schedule_epochs=reference.schedule_epochs,
-            reference_differences=differences,
-        )
+    record: dict[str, Any] = {"name": name, **entries}
     if training_args.save_total_limit is None:
         overrides["save_total_limit"] = 1  # the Trainer keeps the best checkpoint besides the last one
     new_args = dataclasses.replace(training_args, **overrides)

@@ -1,4 +1,4 @@
-"""What every recipe run (GLUE, images) does around its training, in one place.
+"""What every recipe run does around its work: logging, the lock, the model card and the push.
 
 * :func:`configure_logging`: the log format and levels of ``transformers``' example scripts, per process;
 * :func:`run_once`: refuse to overwrite a finished run, hold the run's lock on the main process while it works,
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .glue.callbacks import PROGRESS_PREFIX
-from .glue.outputs import SUMMARY_FILE, is_finished, run_lock
+from .console import say
+from .folder import SUMMARY_FILE, is_finished, run_lock
 
 __all__ = ["after_run", "configure_logging", "run_once"]
 
@@ -44,14 +44,14 @@ def after_run(
     Main process only. Returns why the push failed (None when it was not asked for or succeeded); the local folder
     is complete either way.
     """
-    from .hub import HubPushError, push_folder
+    from ..hub import HubPushError, push_folder
 
     try:
         card = write_card(output_dir)
-        print(f"{PROGRESS_PREFIX} model card: {card}", flush=True)
+        say(f"model card: {card}")
     except (OSError, ValueError) as err:
         message = f"the model card of {output_dir} could not be written: {err}"
-        print(f"{PROGRESS_PREFIX} {message}", file=sys.stderr, flush=True)
+        say(message, error=True)
         return message if push else None
     if not push:
         return None
@@ -61,9 +61,9 @@ def after_run(
             output_dir, repo_id, token=training_args.hub_token, private=training_args.hub_private_repo
         )
     except HubPushError as err:
-        print(f"{PROGRESS_PREFIX} push to the Hub failed: {err}", file=sys.stderr, flush=True)
+        say(f"push to the Hub failed: {err}", error=True)
         return str(err)
-    print(f"{PROGRESS_PREFIX} pushed {output_dir} to {repo_id}: {url}", flush=True)
+    say(f"pushed {output_dir} to {repo_id}: {url}")
     return None
 
 

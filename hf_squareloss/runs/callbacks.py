@@ -1,4 +1,4 @@
-"""Trainer callbacks of the GLUE recipe: stopping at a given epoch, and one progress line per evaluation."""
+"""Trainer callbacks of every recipe run: stopping at a given epoch, and one progress line per evaluation."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-__all__ = ["PROGRESS_PREFIX", "EpochProgressCallback", "StopAtEpochCallback"]
+from .console import say
 
-PROGRESS_PREFIX = "[hf-squareloss]"
-"""Lines of the recipe's standard output that report progress start with this (the sweep echoes them)."""
+__all__ = ["EpochProgressCallback", "StopAtEpochCallback"]
 
 _EPS = 1e-6
 
@@ -65,4 +64,4 @@ class EpochProgressCallback(TrainerCallback):
         )
         best = f" | best {self.key}={self.best[0]:.4f} at epoch {self.best[1]:g}" if self.best else ""
         total = f"/{args.num_train_epochs:g}" if args.max_steps is None or args.max_steps <= 0 else ""
-        print(f"{PROGRESS_PREFIX} {self.label}epoch {epoch:g}{total}: {numbers}{best}", flush=True)
+        say(f"{self.label}epoch {epoch:g}{total}: {numbers}{best}")

@@ -1,16 +1,18 @@
-"""The files of a run's output folder, how they are written, and how a finished run is read back.
+"""The files of a recipe run's output folder, how they are written, and how a finished run is read back.
 
-A run folder holds, besides the model, tokenizer and ``config.json`` (with the ``hf_squareloss`` loss record and
-the task's ``id2label``):
+Every recipe (GLUE, images) writes the same folder. It holds, besides the model, its tokenizer or image processor
+and ``config.json`` (with the ``hf_squareloss`` loss record and the task's ``id2label``):
 
 ``run_args.json``      every parsed argument (model, data, label noise, protocol, training; tokens removed),
                        written when the run starts;
-``dataset.json``       the task and where its data came from (Hub dataset and config, or TSV files and hashes);
+``dataset.json``       the task and where its data came from (Hub dataset and config, or local files), the
+                       splits used and their label counts;
 ``label_noise.json``   the noise settings, the realised rate and the flipped rows (only with label noise);
-``train_results.json``, ``eval_results.json``, ``all_results.json``, ``trainer_state.json``: as in the
-                       ``transformers`` examples (``trainer_state.json`` holds the per-epoch evaluation history);
-``reliability.png``    the reliability diagram of the served probabilities on the (first) validation split (before
-                       and after calibration with ``--calibrate``);
+``train_results.json``, ``eval_results.json``, ``test_results.json`` (with ``--do_predict``),
+``all_results.json``, ``trainer_state.json``: as in the ``transformers`` examples (``trainer_state.json`` holds the
+                       per-epoch evaluation history);
+``reliability.png``    (GLUE) the reliability diagram of the served probabilities on the first validation split
+                       (before and after calibration with ``--calibrate``);
 ``run_summary.json``   the headline numbers and the per-epoch history, written last: its presence means that
                        the run finished. A finished run is never overwritten.
 """
@@ -89,6 +91,7 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The JSON content of ``path``."""
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 
@@ -102,7 +105,7 @@ def read_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The ``run_summary.json`` of a finished run; ``ValueError`` when the run is not finished."""
     path = Path(run_dir) / SUMMARY_FILE
     if not path.is_file():
-        raise ValueError(f"{run_dir} is not a finished run of the GLUE recipe (no {SUMMARY_FILE})")
+        raise ValueError(f"{run_dir} is not a finished run of a recipe (no {SUMMARY_FILE})")
     return read_json(path)
 
 
