@@ -139,12 +139,24 @@ def test_a_real_vision_sweep(tmp_path: Path) -> None:
     code = cli_main([
         "compare", "--output_dir", str(tmp_path / "sweep"), "--model_name_or_path", "resnet20", "--tasks",
         "vision:digits", "--data_root", str(tmp_path / "data"), "--losses", "ce", "square", "--seeds", "0",
-        "--noise", "0.4", "--noise_type", "uniform", "--protocols", "tce_paper", "--", "--num_train_epochs", "1",
-        "--lr_milestones", "1", "--per_device_train_batch_size", "20", "--use_cpu",
+        "--noise", "0.4", "--noise_type", "uniform", "--protocols", "tce_paper", "--", "--num_train_epochs", "4",
+        "--lr_milestones", "2", "3", "--per_device_train_batch_size", "20", "--use_cpu",
     ])  # fmt: skip
     assert code == 0
     rows = collect_runs(tmp_path / "sweep")
     assert [r["loss_type"] for r in rows] == ["ce", "square"]
     assert all(0 <= r["test_accuracy"] <= 1 and r["num_eval_examples"] == 30 for r in rows)
     assert all(r["realised_noise_rate"] > 0 for r in rows)
-    assert "vision:digits" in (tmp_path / "sweep" / "RESULTS.md").read_text()
+    report = (tmp_path / "sweep" / "RESULTS.md").read_text()
+    assert "vision:digits" in report
+    # each run recorded whether it had finished learning: the last quarter (epoch 4 of 4) against epochs 1-3
+    for row in rows:
+        accuracy = {h["epoch"]: h["eval_accuracy"] for h in row["history"]}
+        assert sorted(accuracy) == [1.0, 2.0, 3.0, 4.0]
+        expected = accuracy[4.0] - max(accuracy[1.0], accuracy[2.0], accuracy[3.0]) <= 0.005
+        assert row["converged"] is expected and row["convergence_source"] == "run"
+    still = sum(r["converged"] is False for r in rows)
+    if still:
+        assert f"{still} of 2 runs had not finished learning" in report
+    else:
+        assert "Every run converged" in report

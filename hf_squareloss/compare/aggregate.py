@@ -4,6 +4,11 @@ A cell is (task, protocol, loss type, noise rate); its statistics are over seeds
 (``ddof=1``), the per-seed values, and the difference to cross-entropy in the same task and noise rate (for
 ``same_epochs`` cells: to the ``early_stopping`` ``ce`` runs they matched), both as a difference of means and
 paired by seed.
+
+Every run also says whether it had finished learning (:mod:`hf_squareloss.runs.convergence`): ``converged``
+(``True``, ``False``: still improving, ``None``: undecided) and the reason, from its ``run_summary.json`` or, for a
+summary written before runs recorded it, from its per-epoch history by the same rule (``convergence_source``:
+``"run"`` or ``"history"``). A cell counts its runs still improving (``not_converged``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 from ..noise import true_label_stays_most_likely
 from ..registry import loss_types
+from ..runs.convergence import judge_summary
 from ..runs.families import family_of
 from ..runs.folder import SUMMARY_FILE, read_json
 from .grid import REFERENCE_LOSS, reference_protocol
@@ -55,6 +61,8 @@ EXTRA_COLUMNS = (
     "best_epoch",
     "epochs_trained",
     "stopped_early",
+    "converged",
+    "convergence",
     "num_train_examples",
     "num_eval_examples",
     "train_seconds",
@@ -115,11 +123,16 @@ def _row(summary: Mapping[str, Any], run_dir: str) -> dict[str, Any]:
         value = tests.get(name) if name.startswith("test_") else evals.get(f"eval_{name}")
         row[name] = float(value) if value is not None else None
     row.update(calibration_values(summary))
+    recorded = summary.get("convergence")
+    verdict = recorded if isinstance(recorded, Mapping) else judge_summary(summary).to_dict()
     row.update(
         model_epoch=summary.get("model_epoch"),
         best_epoch=summary.get("best_epoch"),
         epochs_trained=summary.get("epochs_trained"),
         stopped_early=summary.get("stopped_early"),
+        converged=verdict.get("converged"),
+        convergence=verdict.get("reason"),
+        convergence_source="run" if isinstance(recorded, Mapping) else "history",
         num_train_examples=summary.get("num_train_examples"),
         num_eval_examples=sum((summary.get("num_eval_examples") or {}).values()) or None,
         train_seconds=(summary.get("train_metrics") or {}).get("train_runtime"),
@@ -210,6 +223,8 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "num_classes": members[0].get("num_classes"),
             "seeds": [r["seed"] for r in members],
             "n_seeds": len(members),
+            "not_converged": sum(r.get("converged") is False for r in members),
+            "undecided": sum(r.get("converged") is None for r in members),
             "model_epoch": _stats([r["model_epoch"] for r in members]),
             "epochs_trained": _stats([r["epochs_trained"] for r in members]),
             "metrics": {},

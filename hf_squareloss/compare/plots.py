@@ -3,7 +3,9 @@
 * ``accuracy_vs_noise.png``: the main validation metric against the label-noise rate, one line per loss (mean and
   standard deviation over seeds), as in the TCE paper's tables;
 * ``learning_curves.png``: the validation metric after each epoch, one line per loss (mean over seeds, band of one
-  standard deviation), per task and noise rate, as in Hui & Belkin's learning curves;
+  standard deviation), per task, protocol and noise rate (every cell of the report), as in Hui & Belkin's learning
+  curves; the last quarter of the epochs, where the convergence rule looks, is shaded, and a loss with runs still
+  improving at the end is dashed;
 * ``calibration.png``: ECE and NLL of the served probabilities before and after temperature scaling, per loss
   and noise rate (mean and standard deviation over seeds);
 * ``seed_spread.png``: every seed's result per loss, with the mean and standard deviation, per task and noise rate,
@@ -127,39 +129,58 @@ def _curve(
 
 
 def plot_learning_curves(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
-    rows = [r for r in rows if r["protocol"] in _PROTOCOLS and r.get("history")]
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
-    rates = sorted({r["noise_rate"] for r in rows})
-    if not tasks:
+    """Every cell's validation curve: a panel per task, protocol and noise rate, a line per loss (mean over seeds,
+    band of one standard deviation). The last quarter of the epochs, where the convergence rule looks, is shaded; a
+    loss with runs still improving at the end is dashed and says how many in the legend."""
+    rows = [r for r in rows if r.get("history")]
+    panels = list(dict.fromkeys((r["task"], r["protocol"], r["noise_rate"]) for r in rows))
+    if not panels:
         return None
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = _grid(plt, len(tasks), len(rates))
-    for i, task in enumerate(tasks):
+    groups = list(dict.fromkeys((task, protocol) for task, protocol, _ in panels))
+    rates = sorted({rate for *_, rate in panels})
+    losses_max = max(
+        len(_losses([r for r in rows if r["task"] == t and r["protocol"] == q])) for t, q in groups
+    )
+    fig, axes = _grid(plt, len(groups), len(rates), width=4.6, height=3.4 + 0.22 * ((losses_max + 1) // 2))
+    for i, (task, protocol) in enumerate(groups):
         metric = family_of(task).history_metric(task)
         for j, rate in enumerate(rates):
             ax = axes[i][j]
-            for loss in _losses(rows):
-                histories = [
-                    r["history"]
-                    for r in rows
-                    if r["task"] == task and r["noise_rate"] == rate and r["loss_type"] == loss
-                ]
-                if not histories:
-                    continue
-                epochs, means, stds = _curve(histories, f"eval_{metric}")
-                ax.plot(epochs, means, marker="o", markersize=3, label=loss, color=_color(loss))
+            members = [
+                r for r in rows if (r["task"], r["protocol"], r["noise_rate"]) == (task, protocol, rate)
+            ]
+            if not members:
+                ax.set_visible(False)
+                continue
+            epochs_run = max(float(r.get("epochs_trained") or 0.0) for r in members)
+            if epochs_run:
+                ax.axvspan(0.75 * epochs_run, epochs_run, color="0.9", zorder=0, label="_last quarter")
+            for loss in _losses(members):
+                runs = [r for r in members if r["loss_type"] == loss]
+                epochs, means, stds = _curve([r["history"] for r in runs], f"eval_{metric}")
+                improving = sum(r.get("converged") is False for r in runs)
+                label = loss + (f" ({improving}/{len(runs)} still improving)" if improving else "")
+                style = "--" if improving else "-"
+                ax.plot(epochs, means, style, marker="o", markersize=2, label=label, color=_color(loss))
                 low = [m - s for m, s in zip(means, stds, strict=True)]
                 high = [m + s for m, s in zip(means, stds, strict=True)]
-                ax.fill_between(epochs, low, high, color=_color(loss), alpha=0.15)
+                ax.fill_between(epochs, low, high, color=_color(loss), alpha=0.12)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
-            ax.set_title(f"{task}, label noise {rate:g}")
+            ax.set_title(f"{task}, {protocol.replace('_', ' ')}, label noise {rate:g}", fontsize="medium")
             ax.set_xlabel("epoch")
             ax.set_ylabel(f"{_label(metric)} (%)")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize="small")
-    return _finish(plt, fig, "Validation metric after each epoch (mean over seeds, band: ± 1 std)", path)
+            ax.legend(
+                fontsize="x-small", ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False
+            )
+    title = (
+        "Validation metric after each epoch (mean over seeds, band: ± 1 std; shaded: the last quarter of the "
+        "epochs; dashed: runs still improving)"
+    )
+    return _finish(plt, fig, title, path)
 
 
 def plot_seed_spread(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import loss_types
+from ..runs.convergence import RULE
 from ..runs.families import describe_tasks, family_of
 from ..runs.folder import DATASET_FILE, RUN_ARGS_FILE, SUMMARY_FILE, read_json, write_json
 from .aggregate import (
@@ -176,9 +177,10 @@ def task_tables(summary: Sequence[Mapping[str, Any]], task: str, protocol: str) 
             for rate in rates:
                 cell = next((c for c in cells if c["loss_type"] == loss and c["noise_rate"] == rate), None)
                 entry = cell["metrics"][metric] if cell else {}
-                row += [_mean_std(entry), _delta(entry)]
+                row += [_mean_std(entry) + _not_converged_mark(cell), _delta(entry)]
             out.append("| " + " | ".join(row) + " |")
         out.append("")
+        out += convergence_note(cells)
     permuting = {
         c["noise_rate"]: c for c in cells if c.get("true_label_most_likely") is False and c["noise_rate"] > 0
     }
@@ -191,6 +193,38 @@ def task_tables(summary: Sequence[Mapping[str, Any]], task: str, protocol: str) 
             "",
         ]
     return out
+
+
+NOT_CONVERGED_MARK = "†"
+
+
+def _not_converged_mark(cell: Mapping[str, Any] | None) -> str:
+    """``" †(k/n)"`` when ``k`` of the cell's ``n`` runs were still improving when training ended."""
+    if not cell or not cell.get("not_converged"):
+        return ""
+    return f" {NOT_CONVERGED_MARK}({cell['not_converged']}/{cell['n_seeds']})"
+
+
+def convergence_note(cells: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The sentence under a results table: whether its runs had finished learning (:mod:`hf_squareloss.runs.convergence`)."""
+    runs = sum(c["n_seeds"] for c in cells)
+    improving = sum(c.get("not_converged", 0) for c in cells)
+    undecided = sum(c.get("undecided", 0) for c in cells)
+    early = " (early-stopped runs count as converged by construction)"
+    if improving:
+        return [
+            f"{NOT_CONVERGED_MARK}(k/n): k of the cell's n runs were **still improving** when training ended. "
+            f"**This comparison is not converged**: {improving} of {runs} runs had not finished learning, so their "
+            f"numbers measure how fast each loss learns, not where it ends{early}. Rule: {RULE}.",
+            "",
+        ]
+    if undecided:
+        return [
+            f"{undecided} of {runs} runs have too short a validation curve to tell whether they converged; the "
+            f"others converged{early}. Rule: {RULE}.",
+            "",
+        ]
+    return [f"Every run converged{early}. Rule: {RULE}.", ""]
 
 
 def paper_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -333,15 +367,16 @@ def epochs_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
     if not cells:
         return []
     lines = [
-        "Mean over seeds of the epoch whose model was kept and of the epochs run.",
+        "Mean over seeds of the epoch whose model was kept and of the epochs run; how many runs converged.",
         "",
-        "| task | protocol | noise | loss | kept epoch | epochs run |",
-        "|---|---|---|---|---|---|",
+        "| task | protocol | noise | loss | kept epoch | epochs run | converged |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in cells:
+        converged = c["n_seeds"] - c.get("not_converged", 0) - c.get("undecided", 0)
         lines.append(
             f"| {c['task']} | {c['protocol']} | {c['noise_rate']:g} | {c['loss_type']} | "
-            f"{c['model_epoch']['mean']:.2f} | {c['epochs_trained']['mean']:.2f} |"
+            f"{c['model_epoch']['mean']:.2f} | {c['epochs_trained']['mean']:.2f} | {converged}/{c['n_seeds']} |"
         )
     return lines
 
@@ -358,6 +393,7 @@ def per_seed_table(rows: Sequence[Mapping[str, Any]]) -> str:
         *metrics,
         "kept epoch",
         "epochs run",
+        "converged",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -375,11 +411,16 @@ def per_seed_table(rows: Sequence[Mapping[str, Any]]) -> str:
                     *values,
                     f"{r['model_epoch']:g}" if r["model_epoch"] is not None else "–",
                     f"{r['epochs_trained']:g}" if r["epochs_trained"] is not None else "–",
+                    _converged_text(r.get("converged")),
                 ]
             )
             + " |"
         )
     return "\n".join(lines)
+
+
+def _converged_text(value: bool | None) -> str:
+    return {True: "yes", False: f"no {NOT_CONVERGED_MARK}", None: "–"}[value]
 
 
 def summary_copy(report_dir: str | Path, run_dir: str) -> Path:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from ..registry import loss_fields
 from ..training_args import SquareLossTrainingArguments
+from .convergence import judge
 from .folder import RUN_ARGS_FILE, best_eval_entry, read_json
 from .protocol import LABEL_NOISE_KEYS
 
@@ -170,7 +171,8 @@ def _epochs(
     protocol: dict[str, Any],
     history: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The summary's epochs: run, of the best evaluation (and its metric), of the kept model; stopped early?"""
+    """The summary's epochs: run, of the best evaluation (and its metric), of the kept model; stopped early? had it
+    converged (:mod:`.convergence`)?"""
     metric = protocol.get("metric_for_best_model") or task.main_metric
     greater = bool(protocol.get("greater_is_better", True))
     best = best_eval_entry(history, metric, greater)
@@ -179,6 +181,16 @@ def _epochs(
         model_epoch = best["epoch"]
     else:
         model_epoch = epochs_trained
+    stopped_early = bool(
+        protocol["name"] != "fixed_epochs"
+        and epochs_trained is not None
+        and epochs_trained < float(training_args.num_train_epochs) - 1e-6
+    )
+    convergence = (
+        judge(history, metric, greater_is_better=greater, epochs=epochs_trained, stopped_early=stopped_early)
+        if training_args.do_train
+        else None
+    )
     return {
         "epochs_trained": epochs_trained,
         "best_epoch": best["epoch"] if best else None,
@@ -186,11 +198,9 @@ def _epochs(
         if best
         else None,
         "model_epoch": model_epoch,
-        "stopped_early": bool(
-            protocol["name"] != "fixed_epochs"
-            and epochs_trained is not None
-            and epochs_trained < float(training_args.num_train_epochs) - 1e-6
-        ),
+        "stopped_early": stopped_early,
+        "converged": convergence.converged if convergence else None,
+        "convergence": convergence.to_dict() if convergence else None,
     }
 
 

@@ -328,3 +328,5 @@ def _finish(
     numbers = run.done_numbers(eval_metrics, test_metrics)
     if numbers is not None:
         say(f"done: {numbers} (model of epoch {summary['model_epoch']}) in {summary['wall_seconds']:.0f}s")
+    if summary.get("converged") is False:  # the numbers say how fast the loss learns, not where it ends
+        say(f"not converged: {summary['convergence']['reason']}; train longer before comparing")
