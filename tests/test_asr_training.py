@@ -85,9 +85,20 @@ def test_an4_recipe_trains_improves_and_resumes(shared_data, tmp_path):
     assert "test_wer" not in results  # no test part in this tree
     assert (out / "valid_hypotheses.txt").is_file()
 
+    # the validation curve: every epoch's loss, the greedy WER where it decodes (every 3rd epoch and the last)
+    assert [h["epoch"] for h in results["history"]] == [1.0, 2.0, 3.0]
+    assert [("eval_wer" in h) for h in results["history"]] == [False, False, True]
+    assert results["converged"] is None  # no decoded epoch before the last quarter (after epoch 2.25)
+
     results = train.main([*argv[:4], "--number_of_epochs=4", *argv[5:]])
     assert len(train_losses(out / "train_log.txt")) == 4  # epochs 1-3 were not run again
     assert results["epochs"] == 4
+    history = {h["epoch"]: h for h in results["history"]}
+    assert sorted(history) == [1.0, 2.0, 3.0, 4.0]  # the resumed run kept the first three
+    # the rule on the greedy WER (percent, lower is better, tolerance 0.5): epoch 4 against epoch 3
+    gain = history[3.0]["eval_wer"] - history[4.0]["eval_wer"]
+    assert results["converged"] is (gain <= 0.5)
+    assert results["convergence"]["metric"] == "eval_wer" and results["convergence"]["tolerance"] == 0.5
 
 
 @pytest.mark.slow

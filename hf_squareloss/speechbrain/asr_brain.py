@@ -228,7 +228,11 @@ class JointCTCAttentionBrain(sb.Brain):
                 num_to_keep=getattr(self.hparams, "keep_checkpoints", 1),
             )
             self.update_results(
-                {"epochs": epoch, **{f"last_valid_greedy_{k.lower()}": v for k, v in meta.items()}}
+                {
+                    "epochs": epoch,
+                    **{f"last_valid_greedy_{k.lower()}": v for k, v in meta.items()},
+                    "history": self._history_with(epoch, stats),
+                }
             )
         else:
             name = self.eval_name
@@ -343,6 +347,20 @@ class JointCTCAttentionBrain(sb.Brain):
         if kept_logits is None:
             raise ValueError("the calibration set is empty")
         return kept_logits, kept_targets
+
+    def _history_with(self, epoch: int | None, stats: Mapping[str, float]) -> list[dict[str, Any]]:
+        """The validation curve in ``results.json`` with this epoch's entry (replacing one of the same epoch, as a
+        resumed run validates again): ``eval_loss``, ``eval_acc`` every epoch, ``eval_wer``/``eval_cer`` (or
+        ``eval_per``) on the epochs that decode."""
+        history: list[dict[str, Any]] = []
+        if self.results_file.is_file():
+            history = json.loads(self.results_file.read_text(encoding="utf-8")).get("history") or []
+        entry = {"epoch": float(epoch or 0), "eval_loss": stats["loss"], "eval_acc": stats["ACC"]}
+        entry.update(
+            {f"eval_{key.lower()}": stats[key] for key in (self.error_rate_name, "CER") if key in stats}
+        )
+        entry = {k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items()}
+        return [h for h in history if h.get("epoch") != entry["epoch"]] + [entry]
 
     def update_results(self, figures: Mapping[str, Any]) -> None:
         """Merge ``figures`` into ``results_file`` (main process only; rounded to 4 decimals)."""

@@ -247,6 +247,7 @@ def run_recipe(
         }
         brain.update_results({"best_epoch": best.meta.get("epoch"), **greedy})
     brain.update_results({"train_wall_time_s": round(trained - started, 1)})
+    run_on_main(_record_convergence, args=[results_file, key, int(hparams["number_of_epochs"])])
     test_sets = [name for name in manifests if name not in ("train", "valid")]
     eval_sets = ["valid", *test_sets] if hparams.get("beam_search_valid", True) else test_sets
     for name in eval_sets:
@@ -256,6 +257,31 @@ def run_recipe(
     if not if_main_process():
         return {}
     return json.loads(results_file.read_text(encoding="utf-8"))
+
+
+# the error rates are in percent: half a point, as the rule's 0.005 is for a fraction
+ERROR_RATE_TOLERANCE = 0.5
+
+
+def _record_convergence(results_file: Path, key: str, epochs: int) -> None:
+    """Main process: whether the run had finished learning, by the rule of :mod:`hf_squareloss.runs.convergence`
+    on its greedy validation error rate (lower is better; the checkpoint it selects on)."""
+    from ..runs.convergence import judge
+
+    results = json.loads(results_file.read_text(encoding="utf-8"))
+    verdict = judge(
+        results.get("history") or [],
+        f"eval_{key.lower()}",
+        greater_is_better=False,
+        epochs=min(epochs, int(results.get("epochs") or epochs)),
+        tolerance=ERROR_RATE_TOLERANCE,
+    )
+    results.update(converged=verdict.converged, convergence=verdict.to_dict())
+    tmp = results_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(results_file)
+    if verdict.converged is False:
+        logger.warning("not converged: %s; train longer before comparing", verdict.reason)
 
 
 def _end_process_group() -> None:
