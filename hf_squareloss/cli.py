@@ -71,6 +71,40 @@ def _run_demo(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _add_convergence(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convergence",
+        help="say whether finished runs had finished learning when their training ended",
+        description="Apply the convergence rule (docs/runtime.md) to every finished run under the given folders "
+        "or files: recipe runs (run_summary.json, or the summaries a report copies under runs/) and ASR runs "
+        "(results.json). Prints one line per run and a count; exits 1 when a run was still improving.",
+    )
+    p.add_argument("paths", nargs="+", help="run or sweep folders, report folders, or summary files")
+    p.set_defaults(func=_run_convergence)
+
+
+def _run_convergence(ns: argparse.Namespace) -> int:
+    from .runs.convergence import RULE, verdicts
+
+    try:
+        found = verdicts(ns.paths)
+    except ValueError as err:
+        print(f"hf-squareloss convergence: {err}", file=sys.stderr)
+        return 2
+    if not found:
+        print("hf-squareloss convergence: no finished run found", file=sys.stderr)
+        return 2
+    words = {True: "converged", False: "STILL IMPROVING", None: "undecided"}
+    for path, verdict in found:
+        print(f"{words[verdict.converged]:<16} {path}: {verdict.reason}")
+    counts = {word: sum(v.converged is key for _, v in found) for key, word in words.items()}
+    print(
+        f"{len(found)} runs: {counts['converged']} converged, {counts['STILL IMPROVING']} still improving, "
+        f"{counts['undecided']} undecided. Rule: {RULE}."
+    )
+    return 1 if counts["STILL IMPROVING"] else 0
+
+
 def _add_card_and_push(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "card",
@@ -192,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     add_compare_parser(sub)
     _add_card_and_push(sub)
+    _add_convergence(sub)
     _add_losses(sub)
     _add_env(sub)
     return parser

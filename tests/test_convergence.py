@@ -90,3 +90,27 @@ def test_a_report_marks_the_cells_still_improving(tmp_path):
     assert convergence_note([done])[0].startswith(
         "Every run converged (early-stopped runs count as converged"
     )
+
+
+def test_the_convergence_command_reads_recipe_and_asr_runs(tmp_path, capsys):
+    from hf_squareloss.cli import main
+
+    protocol = {"name": "tce_paper", "metric_for_best_model": "accuracy", "greater_is_better": True}
+    flat = {"protocol": protocol, "epochs_trained": 4.0, "history": _history([0.5, 0.8, 0.9, 0.9])}
+    rising = {"protocol": protocol, "epochs_trained": 4.0, "history": _history([0.5, 0.6, 0.7, 0.8])}
+    asr = {"kind": "asr_run", "epochs": 8, "history": [  # WER in percent, lower is better, every 4th epoch
+        {"epoch": 4.0, "eval_loss": 2.0, "eval_wer": 60.0}, {"epoch": 8.0, "eval_loss": 1.0, "eval_wer": 40.0}]}  # fmt: skip
+    for name, record in (("flat", flat), ("rising", rising)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run_summary.json").write_text(json.dumps(record))
+    (tmp_path / "asr").mkdir()
+    (tmp_path / "asr" / "results.json").write_text(json.dumps(asr))
+    (tmp_path / "other.json").write_text(json.dumps({"not": "a run"}))
+    assert main(["convergence", str(tmp_path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    verdicts = {(line[:16].strip(), Path(line[17:].split(":")[0]).parent.name) for line in out[:-1]}
+    expected = {("converged", "flat"), ("STILL IMPROVING", "rising"), ("STILL IMPROVING", "asr")}
+    assert verdicts == expected  # the ASR run gained 20 points of WER in its last quarter
+    assert out[-1].startswith("3 runs: 1 converged, 2 still improving, 0 undecided")
+    assert main(["convergence", str(tmp_path / "flat")]) == 0
+    assert main(["convergence", str(tmp_path / "nowhere")]) == 2

@@ -22,12 +22,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_TOLERANCE", "LAST_FRACTION", "RULE", "Convergence", "judge", "judge_summary"]
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "ERROR_RATE_TOLERANCE",
+    "LAST_FRACTION",
+    "RULE",
+    "Convergence",
+    "judge",
+    "judge_record",
+    "judge_summary",
+    "verdicts",
+]
 
 LAST_FRACTION = 0.25
 DEFAULT_TOLERANCE = 0.005
+ERROR_RATE_TOLERANCE = 0.5
+"""For error rates in percent (the ASR recipes' WER, CER, PER): half a point, as ``0.005`` is for a fraction."""
 RULE = (
     "converged: the best validation score of the last quarter of the epochs is at most "
     f"{DEFAULT_TOLERANCE:g} (metric units) better than the best before it, or the run stopped early "
@@ -131,3 +144,53 @@ def judge_summary(summary: Mapping[str, Any], *, tolerance: float = DEFAULT_TOLE
         stopped_early=bool(summary.get("stopped_early")),
         tolerance=tolerance,
     )
+
+
+def judge_record(record: Mapping[str, Any]) -> Convergence:
+    """:func:`judge` on any finished run's record: a recipe's ``run_summary.json`` (its recorded verdict, else its
+    history), or an ASR run's ``results.json`` (``kind: asr_run``; the greedy validation error rate, lower is
+    better, tolerance :data:`ERROR_RATE_TOLERANCE`)."""
+    recorded = record.get("convergence")
+    if isinstance(recorded, Mapping) and "converged" in recorded:
+        return Convergence(**{k: v for k, v in recorded.items() if k in Convergence.__dataclass_fields__})
+    if record.get("kind") == "asr_run":
+        history = record.get("history") or []
+        metric = next((m for m in ("eval_wer", "eval_per") if any(m in h for h in history)), "eval_wer")
+        return judge(
+            history,
+            metric,
+            greater_is_better=False,
+            epochs=record.get("epochs"),
+            tolerance=ERROR_RATE_TOLERANCE,
+        )
+    return judge_summary(record)
+
+
+def verdicts(paths: Sequence[str | Path]) -> list[tuple[Path, Convergence]]:
+    """The verdict of every finished run under ``paths`` (folders searched for ``run_summary.json`` and an ASR
+    run's ``results.json``; a ``.json`` file is read as it is, e.g. the summaries a report copies under ``runs/``)."""
+    import json
+
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            files += sorted(path.rglob("run_summary.json")) + sorted(path.rglob("results.json"))
+            files += [
+                f for f in sorted(path.rglob("*.json")) if f.parent.name != "checkpoint" and f not in files
+            ]
+        else:
+            raise ValueError(f"{path}: no such file or folder")
+    out = []
+    for file in dict.fromkeys(files):
+        try:
+            record = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, Mapping) or not (
+            record.get("kind") == "asr_run" or ("history" in record and "protocol" in record)
+        ):
+            continue  # not a finished run's record
+        out.append((file, judge_record(record)))
+    return out

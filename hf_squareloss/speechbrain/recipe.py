@@ -259,14 +259,10 @@ def run_recipe(
     return json.loads(results_file.read_text(encoding="utf-8"))
 
 
-# the error rates are in percent: half a point, as the rule's 0.005 is for a fraction
-ERROR_RATE_TOLERANCE = 0.5
-
-
 def _record_convergence(results_file: Path, key: str, epochs: int) -> None:
     """Main process: whether the run had finished learning, by the rule of :mod:`hf_squareloss.runs.convergence`
     on its greedy validation error rate (lower is better; the checkpoint it selects on)."""
-    from ..runs.convergence import judge
+    from ..runs.convergence import ERROR_RATE_TOLERANCE, judge
 
     results = json.loads(results_file.read_text(encoding="utf-8"))
     verdict = judge(
