@@ -82,3 +82,28 @@ def pytest_collection_modifyitems(items):
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_call(item):
     _shield_speechbrain_lazy_modules()
+
+
+@pytest.fixture()
+def interrupt_after_first_checkpoint(monkeypatch):
+    """Within ``with interrupt_after_first_checkpoint():`` a training run raises ``KeyboardInterrupt`` right after it
+    saves its first checkpoint, as an interrupted run would; the trainer is restored after the block."""
+    import contextlib
+
+    from hf_squareloss import SquareLossTrainer
+
+    original = SquareLossTrainer._save_checkpoint
+
+    def save_then_die(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise KeyboardInterrupt("simulated interruption after the first checkpoint")
+
+    @contextlib.contextmanager
+    def interrupting():
+        monkeypatch.setattr(SquareLossTrainer, "_save_checkpoint", save_then_die)
+        try:
+            yield
+        finally:
+            monkeypatch.setattr(SquareLossTrainer, "_save_checkpoint", original)
+
+    return interrupting

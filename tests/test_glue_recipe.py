@@ -257,24 +257,14 @@ def test_pair_noise_in_the_recipe(shared_data) -> None:
 
 # ---- interruption, resumption, refusals -------------------------------------------------------------------
 def test_interrupted_run_resumes_from_its_checkpoint(
-    tiny_model, shared_data, tmp_path, monkeypatch, capsys
+    tiny_model, shared_data, tmp_path, interrupt_after_first_checkpoint, capsys
 ) -> None:
-    from hf_squareloss.trainer import SquareLossTrainer
-
     out = tmp_path / "run"
     argv = recipe_argv(
         tiny_model, "sst2", shared_data("glue/SST-2"), out, "--num_train_epochs", "3", "--loss_type", "square"
     )
-    original = SquareLossTrainer._save_checkpoint
-
-    def save_then_die(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        raise KeyboardInterrupt("simulated interruption after the first checkpoint")
-
-    monkeypatch.setattr(SquareLossTrainer, "_save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupt_after_first_checkpoint(), pytest.raises(KeyboardInterrupt):
         main(argv)
-    monkeypatch.setattr(SquareLossTrainer, "_save_checkpoint", original)
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-3"]
     assert not (out / "run_summary.json").exists()
 

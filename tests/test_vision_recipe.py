@@ -340,27 +340,18 @@ def test_a_grey_run_says_why_it_saves_no_image_processor(digits, tmp_path: Path)
 
 
 def test_an_interrupted_early_stopping_run_resumes_from_its_checkpoint(
-    digits, tmp_path: Path, monkeypatch
+    digits, tmp_path: Path, interrupt_after_first_checkpoint
 ) -> None:
     """The trainer restores the early-stopping callback from the checkpoint as a new object; the run still takes it
     off before the final evaluations."""
-    from hf_squareloss.trainer import SquareLossTrainer
 
     root, _ = digits
     out = tmp_path / "run"
     argv = argv_for(
         root, out, "--protocol", "early_stopping", "--num_train_epochs", "3", "--loss_type", "tce"
     )
-    original = SquareLossTrainer._save_checkpoint
-
-    def save_then_die(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        raise KeyboardInterrupt("simulated interruption after the first checkpoint")
-
-    monkeypatch.setattr(SquareLossTrainer, "_save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupt_after_first_checkpoint(), pytest.raises(KeyboardInterrupt):
         main(argv)
-    monkeypatch.setattr(SquareLossTrainer, "_save_checkpoint", original)
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-10"]  # 300 images, batch 32
     summary = main(argv)
     assert [h["epoch"] for h in summary["history"]] == [1.0, 2.0, 3.0]
