@@ -5,7 +5,8 @@ loss type, what the environment variable ``TOY_PLAN`` (JSON, ``{"square": "crash
 ``fail``        fail by itself: exit code 3;
 ``crash_once``  on its first attempt, write the checkpoint, then kill itself with SIGKILL; on the next one, say that
                 it resumes from that checkpoint and finish;
-``slow``        print a progress line every 0.2 s for a minute before finishing (a run to interrupt).
+``slow``        print a progress line every 0.2 s for a minute before finishing (a run to interrupt); on SIGINT, say
+                ``stopped by SIGINT`` and exit with 130.
 
 It holds the run's lock while it works, as the recipes do.
 
@@ -72,9 +73,13 @@ def main(argv: list[str]) -> int:
             _checkpoint(out)
             os.kill(os.getpid(), signal.SIGKILL)
         if plan == "slow":
-            for second in range(300):
-                say(f"still working ({second / 5:.1f}s)")
-                time.sleep(0.2)
+            try:
+                for step in range(300):
+                    say(f"still working ({step / 5:.1f}s)")
+                    time.sleep(0.2)
+            except KeyboardInterrupt:
+                say("stopped by SIGINT")
+                return 130
         if resumed is None:
             _checkpoint(out)
         _summary(args, out)

@@ -137,10 +137,12 @@ def _libc_prctl() -> Callable[..., int] | None:
 
 def _child_setup(prctl: Callable[..., int] | None, parent: int) -> Callable[[], None]:
     """What the child does before it starts the run: SIGINT back to its default (a sweep started as a background
-    job has it ignored, and the polite stop would be lost), and die with its parent."""
+    job has it ignored) and no signal blocked (a Ray worker's thread blocks SIGINT, and a child inherits the mask),
+    so that the polite stop reaches the run; and die with its parent."""
 
     def setup() -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
         if prctl is not None:
             prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != parent:  # the parent died before the line above
@@ -277,8 +279,8 @@ def run_attempt(
         "log": str(log_path),
         "outcome": "running",
     }
-    if should_stop():
-        return {**entry, "outcome": "stopped", "started_at": now(), "ended_at": now(), "seconds": 0.0}
+    if should_stop():  # stopped before it started (a queued Ray task): no start, nothing recorded
+        return {**entry, "outcome": "stopped", "started_at": None, "ended_at": None, "seconds": 0.0}
     _wait_for_lock(run_dir, should_stop, log_path)
     checkpoint = last_complete_checkpoint(run_dir, remove_incomplete=False)
     entry.update(started_at=now(), resumes_from=checkpoint.name if checkpoint else None)

@@ -325,6 +325,8 @@ class _Session:
 
     def done(self, job: RunJob, record: dict[str, Any]) -> None:
         """Take the record of an attempt that ended: finished, failed, stopped, or tried again."""
+        if record.get("outcome") == "stopped" and not record.get("started_at"):
+            return  # stopped before it started: the run stays as it was
         records = self.records.setdefault(job.label, [])
         records.append(record)
         run, argv = self.by_label[job.label]

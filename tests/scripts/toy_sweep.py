@@ -51,7 +51,9 @@ def main() -> int:
     parser.add_argument("--sigterm_at_fork", action="store_true")
     ns = parser.parse_args()
     register_family("toy", "toy:", "toy_family")
-    spec = SweepSpec(model_name_or_path="m", tasks=["toy:a"], losses=ns.losses, seeds=ns.seeds, noise_rates=[0.0])
+    spec = SweepSpec(
+        model_name_or_path="m", tasks=["toy:a"], losses=ns.losses, seeds=ns.seeds, noise_rates=[0.0]
+    )
     options = BackendOptions(name=ns.backend, max_retries=ns.max_retries, num_cpus=ns.num_cpus)
     if ns.sigterm_at_fork:
         _sigterm_at_first_fork()
