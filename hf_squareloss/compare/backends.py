@@ -126,6 +126,8 @@ class Backend(ABC):
     """Starts attempts of runs and hands back their records."""
 
     name: str
+    submitted: str = "starting"
+    """What the console says of a run handed to the backend (Ray: it may wait in Ray's queue)."""
 
     def start(self) -> None:  # noqa: B027 - nothing to do for most backends
         """Get ready (Ray: start or join Ray, check the sweep folder is shared)."""

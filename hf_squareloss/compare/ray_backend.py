@@ -114,6 +114,7 @@ class RayBackend(Backend):
     """Runs as Ray tasks, on a local Ray or a cluster; see the module docstring."""
 
     name = "ray"
+    submitted = "queued on Ray"
 
     def __init__(
         self,

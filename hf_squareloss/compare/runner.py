@@ -230,6 +230,8 @@ def _why(record: Mapping[str, Any]) -> str:
         return str(record["error"])
     if record.get("signal"):
         return f"killed by {record['signal']}"
+    if record.get("exit_code") == 0:
+        return "exit code 0 but no run_summary.json"
     return f"exit code {record.get('exit_code')}"
 
 
@@ -305,7 +307,7 @@ class _Session:
         if attempt == 1:
             resumed = (run_dir / RUN_COMMAND_FILE).is_file()
             write_json(run_dir / RUN_COMMAND_FILE, {"argv": argv, "written_at": _now()})
-            word = "starting again" if resumed else "starting"
+            word = f"{self.engine.submitted} again" if resumed else self.engine.submitted
         else:
             word = f"trying again from its last checkpoint (attempt {attempt} of {self.max_attempts})"
         self.echo(f"{self.tags[run.label]}: {word} (log: {run_dir / LOG_FILE})")
@@ -355,7 +357,9 @@ class _Session:
             self.outcome.failed.append(job.label)
             self.status.set_run(job.label, replace=True, state="failed", error=_why(record), **details)
             log = Path(details["log"])
-            self.echo(f"{tag}: FAILED ({_why(record)}); last lines of {log}:\n{_tail(log)}")
+            self.echo(
+                f"{tag}: FAILED ({_why(record)}, {len(records)} attempt(s)); last lines of {log}:\n{_tail(log)}"
+            )
 
     def _finished(self, job: RunJob, details: dict[str, Any]) -> None:
         self.outcome.finished.append(job.label)
