@@ -3,18 +3,16 @@
 
 The runner (:mod:`.runner`) plans the grid, keeps finished runs, checks stored commands, decides retries and keeps
 ``sweep_status.json``; a backend only starts attempts (:class:`~.attempt.RunJob`) and hands back their records
-(:func:`~.attempt.run_attempt`). This module never imports Ray: :func:`make_backend` imports :mod:`.ray_backend`
-only for ``--backend ray``.
+(:func:`~.attempt.run_attempt`). This module never imports Ray: the runner imports :mod:`.ray_backend` only for
+``--backend ray``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .attempt import RunJob, local_worker, run_attempt
@@ -26,7 +24,6 @@ __all__ = [
     "BackendOptions",
     "SequentialBackend",
     "check_cluster_paths",
-    "make_backend",
 ]
 
 BACKENDS = ("sequential", "ray")
@@ -196,22 +193,3 @@ class SequentialBackend(Backend):
             verbose=self.verbose,
         )
         return [(job, record)]
-
-
-def make_backend(
-    options: BackendOptions,
-    root: Path,
-    *,
-    echo: Callable[[str], None],
-    stop: StopRequest,
-    env: dict[str, str],
-    verbose: bool = False,
-) -> Backend:
-    """The backend ``options`` names (Ray is imported here, only for ``ray``)."""
-    if options.name == "sequential":
-        return SequentialBackend(echo, stop, env, verbose)
-    if importlib.util.find_spec("ray") is None:
-        raise ValueError('--backend ray needs Ray: pip install "hf-squareloss[ray]" (or "ray[default]")')
-    from .ray_backend import RayBackend
-
-    return RayBackend(options, root, echo=echo, stop=stop, verbose=verbose)

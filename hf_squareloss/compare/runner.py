@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import sys
@@ -30,7 +31,7 @@ from typing import Any, TextIO
 
 from ..runs.folder import is_finished, read_json, run_lock, write_json
 from .attempt import LOG_FILE, RETRYABLE, RunJob, attempt_summary, now
-from .backends import Backend, BackendOptions, make_backend
+from .backends import Backend, BackendOptions, SequentialBackend
 from .grid import RunSpec, SweepSpec, accelerate_form, single_process_form
 from .interrupt import StopRequest, SweepInterrupted
 
@@ -372,6 +373,25 @@ class _Session:
             f"{self.tags[job.label]}: finished in {details['seconds']:.0f}s{where} ({finished}/{len(runs)} done, "
             f"about {left / 60:.0f} min left)"
         )
+
+
+def make_backend(
+    options: BackendOptions,
+    root: Path,
+    *,
+    echo: Callable[[str], None],
+    stop: StopRequest,
+    env: dict[str, str],
+    verbose: bool = False,
+) -> Backend:
+    """The backend ``options`` names (Ray is imported here, only for ``ray``)."""
+    if options.name == "sequential":
+        return SequentialBackend(echo, stop, env, verbose)
+    if importlib.util.find_spec("ray") is None:
+        raise ValueError('--backend ray needs Ray: pip install "hf-squareloss[ray]" (or "ray[default]")')
+    from .ray_backend import RayBackend
+
+    return RayBackend(options, root, echo=echo, stop=stop, verbose=verbose)
 
 
 def _prepare(root: Path, spec: SweepSpec) -> list[tuple[RunSpec, list[str]]]:
