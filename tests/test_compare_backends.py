@@ -277,3 +277,14 @@ def test_a_stop_reaches_a_run_started_by_a_thread_with_sigint_blocked(tmp_path: 
     assert seen[1] == (0, True)  # stopped, and it exited by itself after the SIGINT
     assert seen[2] < 9  # no wait for the SIGTERM
     assert "polite stop" in (tmp_path / "slow.log").read_text()
+
+
+def test_the_ray_backend_without_ray_is_refused_by_name(tmp_path: Path, monkeypatch, capsys) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a)
+    )
+    argv = ["compare", "--output_dir", str(tmp_path / "s"), "--model_name_or_path", "resnet20"]
+    assert cli_main([*argv, "--tasks", "vision:digits", "--backend", "ray"]) == 2
+    assert 'needs Ray: pip install "hf-squareloss[ray]"' in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
