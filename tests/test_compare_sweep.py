@@ -160,17 +160,15 @@ def test_bad_recipe_arguments_fail_before_any_run(tmp_path: Path, capsys) -> Non
 def test_a_run_started_with_sigint_ignored_still_gets_the_polite_stop(tmp_path: Path) -> None:
     """A sweep started as a background job of a script inherits SIGINT ignored; its runs must not, or the polite
     SIGINT of an interrupted sweep would be lost and the run would go on until the SIGTERM that follows."""
-    from hf_squareloss.compare import runner
+    from hf_squareloss.compare.attempt import execute
 
     probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        code = runner._execute(
-            [sys.executable, "-c", probe], tmp_path / "log", lambda line: None, False, dict(os.environ)
-        )
+        code, stopped = execute([sys.executable, "-c", probe], tmp_path / "log", dict(os.environ))
         ignored_without = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert code == 0
+    assert code == 0 and not stopped
     assert ignored_without.strip() == "True"  # what the child would inherit without the reset
     assert (tmp_path / "log").read_text().strip().endswith("False")

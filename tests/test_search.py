@@ -219,3 +219,74 @@ def test_a_trial_with_a_loss_that_has_no_hidden_state_form_fails_before_training
         trainer.hyperparameter_search(
             hp_space=lambda t: {"loss_type": "softmax_mse"}, backend="optuna", n_trials=1
         )
+
+
+SEARCH_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "glue" / "search_loss.py"
+SEARCHED = {"square": {"square_k": "k", "square_m": "M"}, "tce": {"tce_alpha": "alpha"}}
+
+
+def _mrpc_dev(folder: Path, rows: int) -> tuple[list[tuple[str, str]], list[int]]:
+    """The first ``rows`` pairs of MRPC's dev.tsv and their labels, read here with csv."""
+    import csv
+
+    with open(folder / "dev.tsv", encoding="utf-8-sig", newline="") as fh:
+        lines = list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))[:rows]
+    return [(r["#1 String"], r["#2 String"]) for r in lines], [int(r["Quality"]) for r in lines]
+
+
+def _objective_of(checkpoint: Path, pairs: list[tuple[str, str]], labels: list[int]) -> float:
+    """Accuracy + F1 of the checkpoint's model on the pairs: MRPC's GLUE objective, computed here."""
+    from sklearn.metrics import accuracy_score, f1_score
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    batch = tokenizer(
+        [a for a, _ in pairs], [b for _, b in pairs], truncation=True, max_length=64, padding=True
+    )
+    with torch.no_grad():
+        predicted = model(**{k: torch.tensor(v) for k, v in batch.items()}).logits.argmax(-1).tolist()
+    return accuracy_score(labels, predicted) + f1_score(labels, predicted)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend, loss", [("optuna", "square"), pytest.param("ray", "tce", marks=pytest.mark.ray)]
+)
+def test_the_glue_search_recipe(backend, loss, tmp_path, shared_data, shared_model):
+    """``recipes/glue/search_loss.py`` with 2 trials on 32 MRPC pairs: each trial trains with its own values (its
+    checkpoint records them), in the registry's ranges, and its objective is accuracy + F1 of its model."""
+    from hf_squareloss.search import registered_ranges
+
+    if backend == "ray":
+        pytest.importorskip("ray")
+    out, mrpc = tmp_path / "search", shared_data("glue/MRPC")
+    run = subprocess.run(
+        [
+            sys.executable, str(SEARCH_RECIPE), "--task_name", "mrpc", "--data_dir", str(mrpc),
+            "--model_name_or_path", str(shared_model("paraphrase-MiniLM-L3-v2")), "--loss", loss,
+            "--backend", backend, "--n_trials", "2", "--num_cpus", "2", "--max_train_samples", "32",
+            "--max_eval_samples", "16", "--num_train_epochs", "1", "--max_seq_length", "64",
+            "--per_device_train_batch_size", "16", "--learning_rate", "1e-4", "--output_dir", str(out),
+        ],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-4000:]
+    result = json.loads((out / "search_result.json").read_text())
+    trials, best = result["trials"], result["best"]
+    assert len(trials) == 2 and f"best trial {best['trial']}: objective {best['objective']:.4f}" in run.stdout
+    assert best["objective"] == max(t["objective"] for t in trials)
+    ranges = registered_ranges()
+    for trial in trials:
+        values = trial["hyperparameters"]
+        assert set(values) == set(SEARCHED[loss])
+        assert all(ranges[f][0] <= v <= ranges[f][1] for f, v in values.items())
+    assert trials[0]["hyperparameters"] != trials[1]["hyperparameters"]
+    pairs, labels = _mrpc_dev(mrpc, 16)
+    for trial in trials:
+        (checkpoint,) = out.glob(f"run-{trial['trial']}/checkpoint-*")
+        record = json.loads((checkpoint / "config.json").read_text())["hf_squareloss"]
+        assert record["loss_type"] == loss and set(record["sources"].values()) == {"search"}
+        for field, key in SEARCHED[loss].items():
+            assert record[key] == pytest.approx(trial["hyperparameters"][field])
+        assert trial["objective"] == pytest.approx(_objective_of(checkpoint, pairs, labels), abs=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shlex
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 from ..noise import NOISE_TYPES
 from ..registry import ALL, loss_types, select_losses
 from ..runs.families import family_of
+from .backends import BACKENDS, BackendOptions, check_cluster_paths
 from .grid import SweepSpec, accelerate_form, parse_per_task, single_process_form
 
 __all__ = ["add_compare_parser", "run_compare"]
@@ -24,8 +26,13 @@ Arguments after `--` go to every run of the recipe (see `python -m hf_squareloss
 Rerunning the same command continues an interrupted sweep: finished runs are kept, a half-finished run resumes
 from its last checkpoint. `--aggregate_only` rebuilds the tables and plots from the finished runs.
 
-To run parts of a grid side by side (processes, machines), give each part its own --output_dir and the same
-settings (say --seeds 0 1 in sweeps/a, --seeds 2 in sweeps/b), then report them as one:
+To run the grid's runs side by side, on this machine's cores or on a cluster, use Ray (pip install "hf-squareloss[ray]"):
+  hf-squareloss compare --backend ray --cpus_per_run 1 ...                  # a local Ray on this machine's cores
+  hf-squareloss compare --backend ray --ray_address HEAD:6379 --output_dir /shared/sweeps/x ...   # a cluster
+On a cluster the sweep folder must be on a filesystem every node mounts at the same path (NFS, say).
+
+Or run parts of a grid side by side by hand, each with its own --output_dir and the same settings (say --seeds 0 1
+in sweeps/a, --seeds 2 in sweeps/b), then report them as one:
   hf-squareloss compare --output_dir sweeps/a ... --seeds 0 1 2 --aggregate_only --include_sweeps sweeps/b
 """
 
@@ -156,9 +163,80 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument(
         "--verbose", action="store_true", help="echo the runs' whole output, not only progress lines"
     )
+    _add_backend_arguments(p)
     p.add_argument("recipe_args", nargs="*", help="after `--`: arguments for every run of the recipe")
     p.set_defaults(func=run_compare)
     return p
+
+
+def _add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where the runs run")
+    g.add_argument(
+        "--backend",
+        default="sequential",
+        choices=list(BACKENDS),
+        help="sequential: one run after another in this process (default); ray: each run a Ray task, side by side "
+        "on a local Ray (this machine's cores) or on a cluster (--ray_address); needs the ray extra",
+    )
+    g.add_argument(
+        "--ray_address",
+        "--ray-address",
+        default=None,
+        metavar="ADDRESS",
+        help="join this Ray cluster (HEAD:6379, auto, ray://HEAD:10001) instead of starting a local Ray; "
+        "--output_dir and --data_root must then be absolute paths every node can read and write",
+    )
+    g.add_argument(
+        "--num_cpus",
+        "--num-cpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPUs of the local Ray (default: this machine's)",
+    )
+    g.add_argument(
+        "--cpus_per_run",
+        "--cpus-per-run",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="CPUs Ray reserves for each run; its OMP_NUM_THREADS and MKL_NUM_THREADS (default: %(default)s)",
+    )
+    g.add_argument(
+        "--gpus_per_run",
+        "--gpus-per-run",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="GPUs Ray reserves for each run (default: %(default)s)",
+    )
+    g.add_argument(
+        "--max_retries",
+        "--max-retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="attempts of a run after the first when it was killed by a signal or its Ray worker or node died; "
+        "each resumes from the run's last checkpoint. A run that fails by itself is not retried "
+        "(default: %(default)s)",
+    )
+
+
+def _backend(ns: argparse.Namespace) -> BackendOptions:
+    """The backend options; on a cluster, the paths checked."""
+    options = BackendOptions(
+        name=ns.backend,
+        ray_address=ns.ray_address,
+        num_cpus=ns.num_cpus,
+        cpus_per_run=ns.cpus_per_run,
+        gpus_per_run=ns.gpus_per_run,
+        max_retries=ns.max_retries,
+    )
+    if options.name == "ray" and importlib.util.find_spec("ray") is None:
+        raise ValueError('--backend ray needs Ray: pip install "hf-squareloss[ray]"')
+    if options.ray_address:
+        check_cluster_paths(ns.output_dir, ns.data_root, ns.model_name_or_path, ns.recipe_args)
+    return options
 
 
 def _spec(ns: argparse.Namespace) -> SweepSpec:
@@ -200,6 +278,7 @@ def run_compare(ns: argparse.Namespace) -> int:
     prog = "hf-squareloss compare"
     try:
         spec = _spec(ns)
+        backend = _backend(ns)
         root = Path(ns.output_dir).expanduser().resolve()
         if not ns.aggregate_only:
             _check_recipe_args(spec, root)
@@ -220,15 +299,19 @@ def run_compare(ns: argparse.Namespace) -> int:
     if not ns.aggregate_only:
         started = time.perf_counter()
         try:
-            outcome = run_sweep(spec, root, launcher=ns.launcher, verbose=ns.verbose, command=command)
+            outcome = run_sweep(
+                spec, root, launcher=ns.launcher, verbose=ns.verbose, command=command, backend=backend
+            )
         except ValueError as err:
             print(f"{prog}: {err}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             return 130
+        retried = f", {len(outcome.retried)} retried" if outcome.retried else ""
         print(
-            f"sweep done in {time.perf_counter() - started:.0f}s: {len(outcome.finished)} run(s) finished now, "
-            f"{len(outcome.kept)} kept, {len(outcome.failed)} failed, {len(outcome.skipped)} skipped"
+            f"sweep done in {time.perf_counter() - started:.0f}s ({backend.name}): {len(outcome.finished)} run(s) "
+            f"finished now, {len(outcome.kept)} kept, {len(outcome.failed)} failed, {len(outcome.skipped)} "
+            f"skipped{retried}"
         )
         for label in outcome.failed:
             print(f"  failed: {label}", file=sys.stderr)

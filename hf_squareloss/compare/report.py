@@ -22,6 +22,7 @@ from .aggregate import (
     metric_names,
     summarise,
 )
+from .execution import execution_section, run_execution, sweep_execution
 from .grid import REFERENCE_LOSS, SweepSpec, reference_protocol
 from .paper import HUI_BELKIN_BERT, HUI_BELKIN_SEEDS
 from .plots import write_plots
@@ -312,6 +313,7 @@ def format_results_md(
         lines += [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots]
         lines.append("")
     lines += ["## Per seed", "", per_seed_table(rows), ""]
+    lines += execution_section(rows, [(root, status), *included])
     return "\n".join(lines)
 
 
@@ -497,6 +499,7 @@ def write_report(
         for folder in [root, *others]
     ]
     status = statuses[0][1]
+    by_root = {str(folder): folder_status for folder, folder_status in statuses}
     written: list[Path] = []
 
     metrics = list(dict.fromkeys(m for r in rows for m in metric_names(r["task"])))
@@ -532,18 +535,26 @@ def write_report(
                 "command": status.get("command"),
                 "wall_seconds_all_sessions": status.get("wall_seconds_all_sessions"),
                 "sessions": status.get("sessions", []),
+                **sweep_execution(status),
                 "included": [
                     {
                         "root": str(folder),
                         "command": other_status.get("command"),
                         "wall_seconds_all_sessions": other_status.get("wall_seconds_all_sessions"),
                         "sessions": other_status.get("sessions", []),
+                        **sweep_execution(other_status),
                     }
                     for folder, other_status in statuses[1:]
                 ],
             },
             "summary": summary,
-            "runs": [{k: v for k, v in r.items() if k != "history"} for r in rows],
+            "runs": [
+                {
+                    **{k: v for k, v in r.items() if k != "history"},
+                    **run_execution(by_root.get(r.get("root"), status), r["run_dir"]),
+                }
+                for r in rows
+            ],
         },
     )
     written += [report_dir / "results.csv", report_dir / "summary.csv", report_dir / "results.json"]

@@ -45,6 +45,7 @@ __all__ = [
     "read_json",
     "read_summary",
     "run_lock",
+    "run_lock_holder",
     "write_json",
 ]
 
@@ -180,3 +181,29 @@ def run_lock(run_dir: str | os.PathLike, lock_name: str = LOCK_FILE) -> Iterator
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def run_lock_holder(run_dir: str | os.PathLike, lock_name: str = LOCK_FILE) -> str | None:
+    """Who holds the lock of :func:`run_lock` on ``run_dir``: the pid it wrote (``"unknown"`` if none), or ``None``
+    when the lock is free. Nothing is taken: the lock is only tried, then released at once.
+
+    The lock is ``flock``: the kernel releases it when its holder exits, however it exits (a run killed with
+    SIGKILL leaves a free lock). On NFS, Linux emulates ``flock`` with the server's byte-range locks, so a holder
+    on another machine is seen too, and the lock of a machine that vanished is freed when the server's lease of it
+    ends (90 s by default with NFSv4).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux/macOS
+        return None
+    path = Path(run_dir) / lock_name
+    if not path.is_file():
+        return None
+    with open(path, "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            return fh.read().strip() or "unknown"
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return None
