@@ -1,6 +1,8 @@
 """What every recipe run does around its work: logging, the lock, the model card and the push.
 
 * :func:`configure_logging`: the log format and levels of ``transformers``' example scripts, per process;
+* :func:`end_process_group`: under ``torchrun``, every process waits for the others, then the process group is
+  shut down before the interpreter exits;
 * :func:`run_once`: refuse to overwrite a finished run, hold the run's lock on the main process while it works,
   then write the model card and push the folder once, when it is complete. The Trainer never pushes during the
   run (its ``push_to_hub`` is turned off), so an unreachable Hub or a missing token never interrupts training, and
@@ -18,7 +20,7 @@ from typing import Any
 from .console import say
 from .folder import SUMMARY_FILE, is_finished, run_lock
 
-__all__ = ["after_run", "configure_logging", "run_once"]
+__all__ = ["after_run", "configure_logging", "end_process_group", "run_once"]
 
 
 def configure_logging(training_args: Any, logger: logging.Logger) -> None:
@@ -34,6 +36,17 @@ def configure_logging(training_args: Any, logger: logging.Logger) -> None:
     logger.setLevel(log_level)
     logging.getLogger("hf_squareloss").setLevel(log_level)
     transformers.utils.logging.set_verbosity(log_level)
+
+
+def end_process_group() -> None:
+    """Wait for every process, then destroy the process group (no-op outside a distributed launch). A gloo group
+    left open at interpreter exit can abort a process that has finished its work ("terminate called without an
+    active exception", SIGABRT), and ``torchrun`` then reports the launch as failed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def after_run(

@@ -32,7 +32,7 @@ from .folder import (
     last_complete_checkpoint,
     write_json,
 )
-from .lifecycle import configure_logging, run_once
+from .lifecycle import configure_logging, end_process_group, run_once
 from .protocol import ProtocolSetup
 from .records import RunTask, check_resumable, run_args_record, run_summary
 
@@ -168,9 +168,12 @@ def score(trainer: Any, dataset: Any, prefix: str) -> dict[str, Any]:
 
 
 def run_command(run_class: type[RecipeRun], argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Parse ``argv`` (default ``sys.argv[1:]``) with the recipe's argument groups, then :func:`run_recipe`."""
+    """Parse ``argv`` (default ``sys.argv[1:]``) with the recipe's argument groups, then :func:`run_recipe`; under
+    ``torchrun``, the processes then leave together (:func:`~hf_squareloss.runs.lifecycle.end_process_group`)."""
     groups = parse_recipe_args(run_class.argument_classes, argv)
-    return run_recipe(run_class(RunArgs(*groups, argv=argv)))
+    summary = run_recipe(run_class(RunArgs(*groups, argv=argv)))
+    end_process_group()
+    return summary
 
 
 def run_recipe(run: RecipeRun) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from ..environment import torchaudio_guard
 from ..registry import LossConfig
+from ..runs.lifecycle import end_process_group
 from .asr_brain import JointCTCAttentionBrain
 from .audio import read_mono
 from .card import RESULTS_KIND, write_asr_card
@@ -253,7 +254,7 @@ def run_recipe(
     for name in eval_sets:
         brain.evaluate_set(name, datasets[name], hparams["test_dataloader_opts"])
     run_on_main(_finish_results, args=[brain, results_file, test_sets, key, started])
-    _end_process_group()  # every process leaves together, once the main one has written its files
+    end_process_group()  # every process leaves together, once the main one has written its files
     if not if_main_process():
         return {}
     return json.loads(results_file.read_text(encoding="utf-8"))
@@ -278,14 +279,6 @@ def _record_convergence(results_file: Path, key: str, epochs: int) -> None:
     tmp.replace(results_file)
     if verdict.converged is False:
         logger.warning("not converged: %s; train longer before comparing", verdict.reason)
-
-
-def _end_process_group() -> None:
-    """Wait for all processes, then shut the process group down, so that none exits while another still works
-    (gloo aborts a process whose group is torn down at interpreter exit with peers still running)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
 
 
 def _finish_results(

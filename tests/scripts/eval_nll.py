@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import one_step
 
 from hf_squareloss import SquareLossTrainer, SquareLossTrainingArguments
+from hf_squareloss.runs.lifecycle import end_process_group
 
 LENGTHS = [8, 3, 5, 8, 4, 6, 2]
 
@@ -53,6 +54,7 @@ def main(out_dir: str) -> None:
         out = {**metrics, "expected_nll": total / count, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "eval.json").write_text(json.dumps(out))
+    end_process_group()
 
 
 if __name__ == "__main__":

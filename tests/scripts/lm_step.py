@@ -16,6 +16,7 @@ from datasets import Dataset
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hf_squareloss import SquareLossTrainer, SquareLossTrainingArguments
+from hf_squareloss.runs.lifecycle import end_process_group
 
 NUM_EXAMPLES = 16
 LENGTH = 12
@@ -93,6 +94,7 @@ def main() -> None:
         }
     if rank == 0:
         torch.save(results, os.path.join(out_dir, "params.pt"))
+    end_process_group()
 
 
 if __name__ == "__main__":

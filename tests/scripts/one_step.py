@@ -26,6 +26,7 @@ from transformers import (
 )
 
 from hf_squareloss import SquareLossTrainer, SquareLossTrainingArguments, loss_types
+from hf_squareloss.runs.lifecycle import end_process_group
 
 NUM_EXAMPLES = 16
 
@@ -174,6 +175,7 @@ def main() -> None:
             )
     if rank == 0:
         torch.save(results, os.path.join(out_dir, "params.pt"))
+    end_process_group()
 
 
 if __name__ == "__main__":
