@@ -105,8 +105,9 @@ def _without_convergence_csv(text: str) -> list[list[str]]:
 
 
 def _without_convergence_md(lines: list[str]) -> list[str]:
-    """RESULTS.md without what the convergence rule added: the note under each table, the marks in the cells and
-    the last column ("converged") of the epochs and per-seed tables."""
+    """RESULTS.md without what the convergence rule added (the note under each table, the marks in the cells and
+    the last column, "converged", of the epochs and per-seed tables), and with the opening sentence as it was
+    before it named the test split."""
     out, drop_last = [], False
     for line in lines:
         if (
@@ -114,6 +115,12 @@ def _without_convergence_md(lines: list[str]) -> list[str]:
             or " runs have too short a validation curve" in line
         ):
             continue
+        if " finished runs; metrics of the model each run kept (chosen on validation)" in line:
+            count, rest = line.split(" finished runs; ", 1)
+            line = (
+                f"{count} finished runs; validation (dev) metrics of the model each run kept."
+                + rest.split(".", 1)[1]
+            )
         if line.startswith("Mean over seeds of the epoch"):
             line = "Mean over seeds of the epoch whose model was kept and of the epochs run."
         if line.startswith("|"):

@@ -23,6 +23,7 @@ from .grid import REFERENCE_LOSS
 from .paper import HUI_BELKIN_SEEDS
 from .report import (
     REPORT_KIND,
+    SCORED_SENTENCE,
     calibration_table,
     epochs_table,
     paper_table,
@@ -156,13 +157,13 @@ def render_sweep_card(root: str | os.PathLike, *, base_model: str | None = None)
         f"# Loss comparison on {describe_tasks(tasks)}: {', '.join(configs)} ({model_name})\n",
     ]
     parts.append(
-        f"{len(rows)} fine-tuning runs of `{model_name}` made with "
+        f"{len(rows)} runs of `{model_name}` made with "
         "[hf-squareloss](https://github.com/hf-squareloss/hf-squareloss) `compare`: every loss on the same data, "
         f"seeds {', '.join(map(str, seeds))}, label-noise rates {', '.join(fmt(r) for r in noise_rates)} (training "
         "labels only; validation "
-        "labels are clean). Numbers are validation (dev) metrics in %, mean ± sample standard deviation over "
-        f"seeds; Δ is the difference to `{REFERENCE_LOSS}` (early stopping) in the same column. No single model "
-        "is attached to this card: it documents the comparison.\n"
+        f"labels are clean). Numbers are {SCORED_SENTENCE[:-1]}, in %, mean ± sample standard deviation over "
+        f"seeds; Δ is the difference to `{REFERENCE_LOSS}` under the same protocol, in the same column. No "
+        "single model is attached to this card: it documents the comparison.\n"
     )
     sessions = sessions_lines(status)
     if sessions:
