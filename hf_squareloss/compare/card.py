@@ -161,7 +161,7 @@ def render_sweep_card(root: str | os.PathLike, *, base_model: str | None = None)
         "[hf-squareloss](https://github.com/hf-squareloss/hf-squareloss) `compare`: every loss on the same data, "
         f"seeds {', '.join(map(str, seeds))}, label-noise rates {', '.join(fmt(r) for r in noise_rates)} (training "
         "labels only; validation "
-        f"labels are clean). Numbers are {SCORED_SENTENCE[:-1]}, in %, mean ± sample standard deviation over "
+        f"labels are clean). Numbers are {SCORED_SENTENCE}, in %, mean ± sample standard deviation over "
         f"seeds; Δ is the difference to `{REFERENCE_LOSS}` under the same protocol, in the same column. No "
         "single model is attached to this card: it documents the comparison.\n"
     )
