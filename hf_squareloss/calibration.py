@@ -141,10 +141,13 @@ def served_calibration_metrics(
     logits: Any, labels: Any, loss: Any, *, temperature: float | None = None, n_bins: int = ECE_BINS
 ) -> dict[str, float]:
     """:func:`calibration_metrics` of the probabilities a model trained with ``loss`` serves from ``logits``
-    (:func:`hf_squareloss.served_log_probs`; ``temperature`` overrides the one in the loss record)."""
+    (:func:`hf_squareloss.served_log_probs`; ``temperature`` overrides the one in the loss record). The NLL is
+    read from the log-probabilities, so it stays exact where a probability would underflow."""
     values, labels = _labels_and_rows(logits, labels, "logits")
-    probs = served_log_probs(values, loss, temperature=temperature).exp()
-    return calibration_metrics(probs, labels, n_bins=n_bins)
+    log_probs = served_log_probs(values, loss, temperature=temperature)
+    out = calibration_metrics(log_probs.exp(), labels, n_bins=n_bins)
+    out["nll"] = float(-log_probs.gather(-1, labels[:, None]).mean())
+    return out
 
 
 # ---- temperature scaling ---------------------------------------------------------------------------------------

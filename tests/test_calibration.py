@@ -216,6 +216,18 @@ def test_served_probabilities_with_a_temperature() -> None:
     assert got["nll"] == pytest.approx(float(ref), rel=1e-6)
 
 
+def test_served_nll_is_exact_where_the_probability_underflows() -> None:
+    # p(y) = exp(-2000) is 0 in float64; the NLL of these logits is still logsumexp(z) - z_y, here by hand
+    logits = torch.tensor([[0.0, 2000.0, 0.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 0])
+    second = math.log(math.e + 2.0) - 1.0
+    got = served_calibration_metrics(logits, labels, "ce")
+    assert got["nll"] == pytest.approx((2000.0 + math.log1p(2 * math.exp(-2000.0)) + second) / 2, rel=1e-12)
+    # the probabilities' own NLL floors p(y) at the smallest normal float64 (about 708 nats)
+    floored = hsl.calibration_metrics(torch.softmax(logits, -1), labels)["nll"]
+    assert floored == pytest.approx((-math.log(torch.finfo(torch.float64).tiny) + second) / 2, rel=1e-12)
+
+
 def test_temperature_saved_with_the_model(tmp_path) -> None:
     from transformers import BertConfig, BertForSequenceClassification
 

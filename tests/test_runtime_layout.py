@@ -101,7 +101,7 @@ def test_task_packages_and_shared_modules_keep_their_imports_apart() -> None:
     modules = package_imports()
     assert (
         "hf_squareloss.runs.skeleton" in modules
-        and "hf_squareloss.runs.folder" in modules["hf_squareloss.glue.run"]
+        and "hf_squareloss.runs.skeleton" in modules["hf_squareloss.glue.run"]
     )
     assert violations(modules) == []
 

@@ -20,15 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from ..runs.arguments import LabelNoiseArguments, ProtocolArguments, parse_recipe_args
-from ..runs.console import say
-from ..runs.folder import RELIABILITY_FILE
 from ..runs.protocol import ProtocolSetup, SameData, configure_protocol
 from ..runs.records import resume_keys
 from ..runs.skeleton import Prepared, RecipeRun, RunArgs, RunState, run_command, run_recipe
-from ..scores import temperature_of
 from ..training_args import SquareLossTrainingArguments
 from .arguments import DataTrainingArguments, ModelArguments
-from .evaluation import EvalMetrics, calibrate
+from .evaluation import glue_metrics
 from .tasks import get_task
 
 __all__ = ["ARGUMENT_CLASSES", "STSB_REFUSAL", "GlueRun", "main", "parse_args", "run"]
@@ -108,8 +105,6 @@ class GlueRun(RecipeRun):
     def __init__(self, args: RunArgs) -> None:
         super().__init__(args)
         self.task = get_task(args.data.task_name)
-        self.metrics: EvalMetrics
-        """The trainer's ``compute_metrics`` (built by :meth:`prepare`)."""
         self.encoded: dict[str, Any] = {}
         """The tokenized splits."""
 
@@ -123,10 +118,6 @@ class GlueRun(RecipeRun):
             raise ValueError(STSB_REFUSAL)
         if not (training.do_train or training.do_eval):
             raise ValueError("nothing to do: pass --do_train and/or --do_eval")
-        if self.args.protocol.calibrate and not training.do_eval:
-            raise ValueError(
-                "--calibrate fits the temperature on the validation set and evaluates with it: add --do_eval"
-            )
 
     def configure(self) -> ProtocolSetup:
         args = self.args
@@ -160,7 +151,7 @@ class GlueRun(RecipeRun):
             cache_dir=args.model.cache_dir,
         )
         model, tokenizer, collator = load_model(args.model, args.data, task, training.fp16 or training.bf16)
-        self.metrics = EvalMetrics(task)
+        self.metrics = metrics = glue_metrics(task)
         with training.main_process_first(desc="tokenization"):
             self.encoded = {
                 split: tokenize(ds, task, tokenizer, args.data, f"tokenizing {split}")
@@ -173,10 +164,10 @@ class GlueRun(RecipeRun):
             eval_dataset=self.encoded.get(task.eval_splits[0]),
             processing_class=tokenizer,
             data_collator=collator,
-            compute_metrics=self.metrics,
+            compute_metrics=metrics,
             callbacks=state.callbacks,
         )
-        self.metrics.loss = trainer.loss_function.config
+        metrics.loss = trainer.loss_function.config
         header = (
             f"{task.name} | {trainer.loss_function.config.describe()} | protocol {state.setup.record['name']} | "
             f"label noise {args.noise.label_noise:g} | seed {training.seed} | {state.output_dir}"
@@ -191,22 +182,9 @@ class GlueRun(RecipeRun):
             header=header,
         )
 
-    def after_training(self, prepared: Prepared, state: RunState) -> dict[str, Any] | None:
-        """With ``--calibrate``: one temperature fitted on the validation set, saved with the model."""
-        trainer = prepared.trainer
-        if not self.args.protocol.calibrate:
-            self.metrics.temperature = temperature_of(
-                trainer.model
-            )  # a model calibrated before keeps its own
-            return None
-        calibration = calibrate(trainer, prepared.eval_dataset, self.metrics)
-        trainer.save_model()  # the saved config now carries the temperature
-        if state.main_process:
-            say(
-                f"temperature {calibration['temperature']:.4g} ({calibration['status']}) fitted on "
-                f"{self.task.eval_splits[0]}: NLL {calibration['nll_at_one']:.4f} -> {calibration['nll']:.4f}"
-            )
-        return calibration
+    @property
+    def validation_split(self) -> str:
+        return self.task.eval_splits[0]
 
     def evaluate(self, prepared: Prepared, state: RunState) -> dict[str, Any]:
         """Every validation split of the task (MNLI's mismatched one under ``*_mm`` names, as in the
@@ -217,10 +195,8 @@ class GlueRun(RecipeRun):
             metrics["eval_samples"] = len(self.encoded[split])
             suffix = "" if i == 0 else "_mm"
             eval_metrics.update({f"{k}{suffix}": v for k, v in metrics.items()})
-            if i == 0 and state.main_process and self.metrics.last is not None:
-                self.metrics.write_reliability_diagram(
-                    state.output_dir / RELIABILITY_FILE, f"{self.task.name} {split}"
-                )
+            if i == 0:
+                self.write_reliability_diagram(state, self.task.name)
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
         return eval_metrics

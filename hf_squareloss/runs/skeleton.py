@@ -26,6 +26,7 @@ from .console import say
 from .folder import (
     DATASET_FILE,
     LABEL_NOISE_FILE,
+    RELIABILITY_FILE,
     RUN_ARGS_FILE,
     SUMMARY_FILE,
     eval_history,
@@ -35,6 +36,7 @@ from .folder import (
 from .lifecycle import configure_logging, end_process_group, run_once
 from .protocol import ProtocolSetup
 from .records import RunTask, check_resumable, run_args_record, run_summary
+from .scoring import ServedMetrics, calibrate
 
 __all__ = [
     "Prepared",
@@ -110,6 +112,9 @@ class RecipeRun(ABC):
 
     def __init__(self, args: RunArgs) -> None:
         self.args = args
+        self.metrics: ServedMetrics | None = None
+        """The trainer's ``compute_metrics`` when it scores the served probabilities (set by :meth:`prepare`): then
+        ``--calibrate`` fits a temperature and the validation split gets a reliability diagram."""
 
     @property
     @abstractmethod
@@ -137,13 +142,46 @@ class RecipeRun(ABC):
     def prepare(self, state: RunState) -> Prepared:
         """Data, model and trainer (with ``state.callbacks``), on every process."""
 
+    @property
+    def validation_split(self) -> str:
+        """The name of the split the model is selected and calibrated on, as the progress lines say it."""
+        return "validation"
+
     def after_training(self, prepared: Prepared, state: RunState) -> dict[str, Any] | None:
-        """Work on the kept model before it is scored; returns the summary's ``calibration`` entry (or None)."""
-        return None
+        """Work on the kept model before it is scored; returns the summary's ``calibration`` entry (or None).
+
+        With ``--calibrate``: one temperature fitted on the validation split and saved with the model. Without it,
+        a model calibrated before (evaluated with ``--do_eval`` alone) is scored with its own temperature."""
+        from ..scores import temperature_of
+
+        metrics, trainer = self.metrics, prepared.trainer
+        if metrics is None:
+            return None
+        if not self.args.protocol.calibrate:
+            metrics.temperature = temperature_of(trainer.accelerator.unwrap_model(trainer.model))
+            return None
+        calibration = calibrate(trainer, prepared.eval_dataset, metrics)
+        trainer.save_model()  # the saved config now carries the temperature
+        if state.main_process:
+            say(
+                f"temperature {calibration['temperature']:.4g} ({calibration['status']}) fitted on "
+                f"{self.validation_split}: NLL {calibration['nll_at_one']:.4f} -> {calibration['nll']:.4f}"
+            )
+        return calibration
 
     def evaluate(self, prepared: Prepared, state: RunState) -> dict[str, Any]:
-        """``--do_eval``: score the kept model on the validation split (``eval_*``)."""
-        return score(prepared.trainer, prepared.eval_dataset, "eval")
+        """``--do_eval``: score the kept model on the validation split (``eval_*``), and draw its reliability
+        diagram."""
+        metrics = score(prepared.trainer, prepared.eval_dataset, "eval")
+        self.write_reliability_diagram(state, prepared.task.name)
+        return metrics
+
+    def write_reliability_diagram(self, state: RunState, title: str) -> None:
+        """``reliability.png`` of the latest evaluation (main process; needs :attr:`metrics`)."""
+        if state.main_process and self.metrics is not None and self.metrics.last is not None:
+            self.metrics.write_reliability_diagram(
+                state.output_dir / RELIABILITY_FILE, f"{title} {self.validation_split}"
+            )
 
     def predict(self, prepared: Prepared, state: RunState) -> dict[str, Any]:
         """``--do_predict``: score the kept model on the test split (``test_*``)."""
@@ -180,7 +218,7 @@ def run_recipe(run: RecipeRun) -> dict[str, Any]:
     """The run on parsed arguments: checks, protocol, then the steps in the run folder (once, under its lock; the
     card and the push after, see :func:`~hf_squareloss.runs.lifecycle.run_once`). Returns the run's summary."""
     configure_logging(run.args.training, run.logger)
-    run.check()
+    _check(run)
     setup = run.configure()
     run.args.training = setup.training_args
     return run_once(setup.training_args, lambda: _steps(run, setup), run.write_card)
@@ -189,12 +227,21 @@ def run_recipe(run: RecipeRun) -> dict[str, Any]:
 def run_args_of(run_class: type[RecipeRun], argv: Sequence[str]) -> dict[str, Any]:
     """What ``run_args.json`` would hold for the command ``argv``, without running it (nothing is written)."""
     run = run_class(RunArgs(*parse_recipe_args(run_class.argument_classes, argv), argv=argv))
-    run.check()
+    _check(run)
     setup = run.configure()
     args = run.args
     return run_args_record(
         argv, args.model, args.data, args.noise, args.protocol, setup.training_args, setup.record
     )
+
+
+def _check(run: RecipeRun) -> None:
+    """Every recipe's refusals, then the recipe's own (:meth:`RecipeRun.check`)."""
+    if run.args.protocol.calibrate and not run.args.training.do_eval:
+        raise ValueError(
+            "--calibrate fits the temperature on the validation set and evaluates with it: add --do_eval"
+        )
+    run.check()
 
 
 def _steps(run: RecipeRun, setup: ProtocolSetup) -> dict[str, Any]:

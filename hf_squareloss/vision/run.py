@@ -5,7 +5,8 @@ Follows the conventions of the ``transformers`` image-classification example (``
 and training arguments; ``all_results.json`` and the model in ``--output_dir``). The label noise, the protocols, the
 steps of a run and its folder are every recipe's (:mod:`hf_squareloss.runs`): ``run_args.json``, ``dataset.json``,
 ``label_noise.json``, ``*_results.json``, ``run_summary.json`` (written last). ``--do_eval`` scores the validation
-split (``eval_*``), ``--do_predict`` the test split (``test_*``) with the model the protocol kept. An interrupted run
+split (``eval_*``), ``--do_predict`` the test split (``test_*``) with the model the protocol kept: accuracy, and
+the calibration of the served probabilities (``--calibrate`` fits a temperature on the validation split first). An interrupted run
 resumes from its last checkpoint; a finished run is never overwritten. Run ``python -m hf_squareloss.vision.run -h``.
 This module holds what is the image recipe's: the images and their transforms, the model, the TCE paper's protocol.
 """
@@ -175,21 +176,25 @@ class ImageRun(RecipeRun):
     def _trainer(self, model: Any, splits: dict[str, Any], state: RunState) -> Any:
         from transformers import default_data_collator
 
+        from ..runs.scoring import ServedMetrics
         from .trainer import ImageTrainer
 
         training = self.args.training
         schedule = state.setup.record.get("lr_schedule") or {}
-        return ImageTrainer(
+        self.metrics = metrics = ServedMetrics(_accuracy)
+        trainer = ImageTrainer(
             model=model,
             args=training,
             train_dataset=splits["train"] if training.do_train else None,
             eval_dataset=splits["validation"],
             data_collator=default_data_collator,
-            compute_metrics=_accuracy,
+            compute_metrics=metrics,
             callbacks=state.callbacks,
             lr_milestones=schedule.get("milestones"),
             lr_decay=schedule.get("decay", 0.1),
         )
+        metrics.loss = trainer.loss_function.config
+        return trainer
 
     def _header(self, task: str, trainer: Any, splits: dict[str, Any], state: RunState) -> str:
         args = self.args
@@ -217,14 +222,10 @@ class ImageRun(RecipeRun):
         )
 
 
-def _accuracy(prediction: Any) -> dict[str, float]:
-    """``compute_metrics``: the accuracy of the argmax of the logits."""
+def _accuracy(logits: Any, labels: Any) -> dict[str, float]:
+    """The task's metric: the accuracy of the argmax of the logits."""
     import numpy as np
 
-    logits = (
-        prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    )
-    labels = np.asarray(prediction.label_ids)
     return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
 
 
