@@ -301,6 +301,7 @@ def test_two_processes_never_write_one_run(tiny_model, shared_data, tmp_path) ->
         (["--label_noise", "nan"], "--label_noise must be a number"),
         (["--loss_type", "square", "--square_k", "-1"], "k must be a finite number > 0"),
         (["--max_train_samples", "0"], "--max_train_samples must be >= 1"),
+        (["--do_predict"], "GLUE's test labels are not public"),
     ],
 )
 def test_bad_arguments_are_refused(tiny_model, shared_data, tmp_path, extra: list[str], message: str) -> None:

@@ -28,7 +28,7 @@ from .arguments import DataTrainingArguments, ModelArguments
 from .evaluation import glue_metrics
 from .tasks import get_task
 
-__all__ = ["ARGUMENT_CLASSES", "STSB_REFUSAL", "GlueRun", "main", "parse_args", "run"]
+__all__ = ["ARGUMENT_CLASSES", "DO_PREDICT_REFUSAL", "STSB_REFUSAL", "GlueRun", "main", "parse_args", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,12 @@ STSB_REFUSAL = (
     "stsb is a regression task (a similarity score in [0, 5]) and the losses of this package are classification "
     "losses, so the recipe does not train it. Its metrics (Pearson and Spearman) are in "
     "hf_squareloss.glue.metrics; train it with the upstream transformers example (MSE loss)."
+)
+
+DO_PREDICT_REFUSAL = (
+    "--do_predict: the GLUE recipe scores the validation split only (GLUE's test labels are not public, so a test "
+    "score comes from the GLUE server). Drop --do_predict; for predictions on unlabelled sentences, load the "
+    "saved model and use trainer.predict or a text-classification pipeline (hf_squareloss.pipeline_scores)."
 )
 
 RESUME_KEYS = resume_keys(
@@ -118,6 +124,8 @@ class GlueRun(RecipeRun):
             raise ValueError(STSB_REFUSAL)
         if not (training.do_train or training.do_eval):
             raise ValueError("nothing to do: pass --do_train and/or --do_eval")
+        if training.do_predict:
+            raise ValueError(DO_PREDICT_REFUSAL)
 
     def configure(self) -> ProtocolSetup:
         args = self.args
