@@ -143,3 +143,32 @@ def test_a_third_family_joins_with_one_table_entry(toy, tmp_path: Path) -> None:
     assert "| ce | 50.00 ± 14.14 |" in report
     assert folder_kind(folder) == "toy_run"
     assert "Toy score" in card_text(folder)
+
+
+def test_a_loss_is_better_by_a_lower_error_where_the_family_says_lower_is_better(toy, tmp_path: Path) -> None:
+    """``toy_error`` is lower-is-better: the seeds where ``square`` has the lower error are the ones it won."""
+    root = tmp_path / "sweep"
+    # seed -> (toy_score, toy_error) for ce, then square: square scores higher in seed 0 only, errs less in 0 and 1
+    runs = {"ce": [(0.5, 0.30), (0.6, 0.20), (0.7, 0.10)], "square": [(0.6, 0.25), (0.5, 0.15), (0.6, 0.40)]}
+    for loss_type, values in runs.items():
+        loss = {**LossConfig.resolve(loss_type, num_classes=2).to_dict(), "num_classes": 2}
+        for seed, (score, error) in enumerate(values):
+            folder = root / RunSpec("toy:a", "early_stopping", loss_type, 0.0, seed).relpath
+            folder.mkdir(parents=True)
+            summary = {
+                "task": "toy:a", "protocol": {"name": "early_stopping"}, "loss": loss, "seed": seed,
+                "eval_metrics": {"eval_toy_score": score, "eval_toy_error": error}, "history": [],
+                "num_train_examples": 7,
+            }  # fmt: skip
+            (folder / "run_summary.json").write_text(json.dumps(summary))
+            (folder / "run_args.json").write_text(
+                json.dumps({"model": {}, "data": {}, "protocol": {}, "training": {}})
+            )
+    write_report(root)
+    cells = json.loads((root / "results.json").read_text())["summary"]
+    square = next(c for c in cells if c["loss_type"] == "square")["metrics"]
+    assert square["toy_score"]["wins_vs_ce"] == 1 and square["toy_score"]["greater_is_better"] is True
+    assert square["toy_error"]["wins_vs_ce"] == 2 and square["toy_error"]["greater_is_better"] is False
+    assert square["toy_error"]["paired_delta"]["mean"] == pytest.approx((-0.05 - 0.05 + 0.30) / 3)
+    report = (root / "RESULTS.md").read_text()
+    assert "better in 1/3" in report and "better in 2/3" in report

@@ -27,7 +27,10 @@ class ToyFamily(TaskFamily):
         return task
 
     def metric_names(self, task: str) -> list[str]:
-        return ["toy_score"]
+        return ["toy_score", "toy_error"]
+
+    def greater_is_better(self, task: str, metric: str) -> bool:
+        return metric != "toy_error"
 
     def main_metric(self, task: str) -> str:
         return "toy_score"

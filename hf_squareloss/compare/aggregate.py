@@ -238,7 +238,12 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         }
         for name in metric_names(task):
             values = [r.get(name) for r in members]
-            entry = {**_stats(values), "per_seed": dict(zip(cell["seeds"], values, strict=True))}
+            greater = family_of(task).greater_is_better(task, name)
+            entry = {
+                **_stats(values),
+                "per_seed": dict(zip(cell["seeds"], values, strict=True)),
+                "greater_is_better": greater,
+            }
             ref_values = [r.get(name) for r in reference.values()]
             is_reference = protocol == reference_protocol(protocol) and loss_type == REFERENCE_LOSS
             if reference and not is_reference:
@@ -256,7 +261,7 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     else None
                 )
                 entry["paired_delta"] = _stats(paired)
-                entry["wins_vs_ce"] = sum(d > 0 for d in paired)
+                entry["wins_vs_ce"] = sum((d > 0) if greater else (d < 0) for d in paired)
                 entry["ties_vs_ce"] = sum(d == 0 for d in paired)
             cell["metrics"][name] = entry
         out.append(cell)

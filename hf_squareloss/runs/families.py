@@ -121,6 +121,11 @@ class TaskFamily(ABC):
         """The per-epoch validation metric of the learning curves."""
         return self.main_metric(task)
 
+    def greater_is_better(self, task: str, metric: str) -> bool:
+        """Whether a higher value of ``metric`` is better (an accuracy: yes; an error rate: no). The reports count
+        the seeds in which a loss did better than ``ce`` by it."""
+        return True
+
     @abstractmethod
     def sweep_argv(self, task: str, model_name_or_path: str, data_root: str | None) -> SweepArgv:
         """The model, task and data flags of a sweep run of ``task`` (data from ``data_root``, or the Hub)."""
