@@ -4,28 +4,19 @@ model, the image files and the definitions."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import test_vision_recipe
 import torch
 import torch.nn.functional as F
 from test_calibration import _brier_by_definition, _ece_by_definition
-from test_vision_recipe import argv_for
-from vision_data import write_digit_folders
+from test_vision_recipe import _read, argv_for
 
 from hf_squareloss.vision.run import main
 
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory) -> tuple[Path, dict[str, list]]:
-    root = tmp_path_factory.mktemp("digits")
-    return root, write_digit_folders(root)
-
-
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
+digits = test_vision_recipe.digits  # the image folder of scikit-learn's digits, once per module
 
 
 def _logits(out: Path, files: list) -> tuple[torch.Tensor, torch.Tensor]:
