@@ -349,14 +349,22 @@ def _how_to_read(info: ModelCardInfo, config: LossConfig) -> str:
         "`hf_squareloss.pipeline_kwargs(model)` gives these pipeline arguments for any model trained with "
         "hf-squareloss, and `hf_squareloss.logits_to_scores(logits, model)` the numbers to read from its logits."
     )
-    if info.loss.get(TEMPERATURE_KEY) is not None:
-        lines.append(
-            f"**Calibrated**: a temperature T = {float(info.loss[TEMPERATURE_KEY]):.4g} was fitted after training "
-            f'and is stored in the model config (`config.hf_squareloss["{TEMPERATURE_KEY}"]`). A pipeline cannot '
-            "apply it: `hf_squareloss.pipeline_scores(classify, inputs)` and "
-            "`hf_squareloss.logits_to_scores(logits, model)` return the calibrated class probabilities."
-        )
+    note = calibrated_note(info.loss)
+    if note is not None:
+        lines.append(note)
     return "\n\n".join(lines)
+
+
+def calibrated_note(loss: Mapping[str, Any]) -> str | None:
+    """The card's paragraph on the fitted temperature of the loss record ``loss`` (``None``: not calibrated)."""
+    if loss.get(TEMPERATURE_KEY) is None:
+        return None
+    return (
+        f"**Calibrated**: a temperature T = {float(loss[TEMPERATURE_KEY]):.4g} was fitted after training "
+        f'and is stored in the model config (`config.hf_squareloss["{TEMPERATURE_KEY}"]`). A pipeline cannot '
+        "apply it: `hf_squareloss.pipeline_scores(classify, inputs)` and "
+        "`hf_squareloss.logits_to_scores(logits, model)` return the calibrated class probabilities."
+    )
 
 
 def _results_table(metrics: Sequence[CardMetric]) -> str:

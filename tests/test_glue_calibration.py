@@ -91,6 +91,8 @@ def test_calibrate_fits_saves_and_reports(tiny_model, shared_data, tmp_path, los
     assert _read(out / "run_summary.json")["eval_metrics"]["eval_ece"] == results["eval_ece"]
     assert math.isfinite(summary["calibration"]["nll"])
     assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert summary["loss"]["temperature"] == temperature
+    assert f"**Calibrated**: a temperature T = {temperature:.4g}" in (out / "README.md").read_text()
 
 
 def test_without_calibrate_the_metrics_are_at_t_one(tiny_model, shared_data, tmp_path) -> None:

@@ -65,6 +65,9 @@ def test_calibrate_fits_on_validation_saves_and_scores_both_splits(digits, tmp_p
         assert results[f"{prefix}_accuracy"] == pytest.approx(accuracy)  # a temperature changes no prediction
     assert results["eval_nll"] <= results["eval_nll_uncalibrated"] + 1e-9
     assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the summary and the card say what the saved model serves: calibrated probabilities, with this temperature
+    assert summary["loss"]["temperature"] == temperature
+    assert f"**Calibrated**: a temperature T = {temperature:.4g}" in (out / "README.md").read_text()
 
 
 def test_without_calibrate_the_metrics_are_at_t_one(digits, tmp_path) -> None:

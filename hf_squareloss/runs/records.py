@@ -204,6 +204,16 @@ def _epochs(
     }
 
 
+def _served_loss_record(trainer: Any) -> dict[str, Any]:
+    """The trained loss's record, with the temperature the model serves with when one was fitted (as the saved
+    ``config.hf_squareloss`` holds it), so that the run's card says the model is calibrated."""
+    from ..scores import TEMPERATURE_KEY, temperature_of
+
+    record = trainer.loss_record()
+    temperature = temperature_of(trainer.accelerator.unwrap_model(trainer.model))
+    return record if temperature is None else {**record, TEMPERATURE_KEY: temperature}
+
+
 def run_summary(
     task: RunTask,
     trainer: Any,
@@ -236,7 +246,7 @@ def run_summary(
         "max_train_samples": max_train_samples,
         "num_train_examples": dataset_record["splits_used"].get("train"),
         "num_eval_examples": {s: dataset_record["splits_used"][s] for s in dataset_record["eval_splits"]},
-        "loss": trainer.loss_record(),
+        "loss": _served_loss_record(trainer),
         "calibration": calibration,
         "loss_description": trainer.loss_function.config.describe(),
         "protocol": protocol,

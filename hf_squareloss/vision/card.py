@@ -7,7 +7,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..model_card import HYPERPARAMETERS, CardMetric, ModelCardInfo, render_model_card, save_card
+from ..model_card import (
+    HYPERPARAMETERS,
+    CardMetric,
+    ModelCardInfo,
+    calibrated_note,
+    render_model_card,
+    save_card,
+)
 from ..registry import LossConfig
 from .arguments import TASK_PREFIX
 
@@ -40,6 +47,7 @@ def _how_to_read(loss: dict[str, Any]) -> str:
         'from_pretrained("<this model>")\npredicted = model(pixel_values).logits.argmax(-1)\n```\n\n'
         "`pixel_values` are prepared as in training (no image processor is saved): resized to the image size "
         "below, scaled to [0, 1], then normalised per channel with the image mean and std below."
+        + (f"\n\n{note}" if (note := calibrated_note(loss)) is not None else "")
     )
 
 
