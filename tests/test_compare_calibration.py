@@ -114,3 +114,59 @@ def test_calibration_in_the_report(sweep: Path, tmp_path: Path) -> None:
     assert len(after) == 1 and float(after[0]["mean"]) == pytest.approx(0.045)
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     assert any(c["calibration"]["nll_after"]["mean"] is not None for c in results["summary"])
+
+
+def test_the_test_split_has_its_own_calibration_table(tmp_path: Path) -> None:
+    """Runs that scored a test split (the image recipe with ``--do_predict``) report its calibration too: held out,
+    since the temperature was fitted on validation. Runs without test metrics leave the columns empty."""
+    root = tmp_path / "sweep"
+    # (loss, seed) -> (test ece before, test ece after, test nll before, test nll after, temperature)
+    per_run = {("ce", 0): (0.06, 0.03, 0.30, 0.25, 1.5), ("ce", 1): (0.08, 0.02, 0.34, 0.26, 1.7)}
+    per_run |= {("tce", 0): (0.11, None, 0.52, None, None), ("tce", 1): (0.13, None, 0.50, None, None)}
+    for (loss, seed), (ece_b, ece_a, nll_b, nll_a, t) in per_run.items():
+        summary = _summary(loss, 0.0, seed, (0.1, 0.05 if t else None, 0.4, 0.3 if t else None, t))
+        summary |= {"task": "vision:digits", "protocol": {"name": "tce_paper"}}
+        summary["eval_metrics"]["eval_accuracy"] = 0.9
+        if t is None:
+            summary["test_metrics"] = {
+                "test_accuracy": 0.9,
+                "test_ece": ece_b,
+                "test_nll": nll_b,
+                "test_brier": 0.2,
+            }
+        else:
+            summary["test_metrics"] = {
+                "test_accuracy": 0.9,
+                "test_ece": ece_a,
+                "test_nll": nll_a,
+                "test_brier": 0.15,
+                "test_ece_uncalibrated": ece_b,
+                "test_nll_uncalibrated": nll_b,
+                "test_brier_uncalibrated": 0.18,
+            }
+        folder = root / RunSpec("vision:digits", "tce_paper", loss, 0.0, seed).relpath
+        folder.mkdir(parents=True)
+        (folder / "run_summary.json").write_text(json.dumps(summary))
+    rows = {(r["loss_type"], r["seed"]): r for r in collect_runs(root)}
+    assert rows[("ce", 1)]["test_ece_before"] == 0.08 and rows[("ce", 1)]["test_ece_after"] == 0.02
+    assert rows[("ce", 1)]["test_brier_before"] == 0.18 and rows[("ce", 1)]["test_brier_after"] == 0.15
+    assert rows[("tce", 0)]["test_nll_before"] == 0.52 and rows[("tce", 0)]["test_nll_after"] is None
+    cells = {c["loss_type"]: c["calibration"] for c in summarise(list(rows.values()))}
+    assert cells["ce"]["test_ece_after"]["mean"] == pytest.approx(0.025)
+    assert cells["ce"]["test_ece_after"]["std"] == pytest.approx(statistics.stdev([0.03, 0.02]))
+    assert cells["tce"]["test_ece_after"]["n"] == 0
+    write_report(root, tmp_path / "report")
+    md = (tmp_path / "report" / "RESULTS.md").read_text()
+    validation, test = md.split("on the **test split**")
+    row = next(s for s in test.splitlines() if s.startswith("| vision:digits | tce_paper | 0 | ce |"))
+    cells_of_row = [c.strip() for c in row.strip("|").split("|")]
+    assert cells_of_row[4:8] == ["7.00 ± 1.41", "2.50 ± 0.71", "0.320 ± 0.028", "0.255 ± 0.007"]
+    assert cells_of_row[10] == "1.6000 ± 0.1414"
+    row = next(s for s in validation.splitlines() if s.startswith("| vision:digits | tce_paper | 0 | ce |"))
+    assert [c.strip() for c in row.strip("|").split("|")][4] == "10.00 ± 0.00"  # the validation figures
+
+
+def test_no_test_table_without_test_metrics(sweep: Path, tmp_path: Path) -> None:
+    write_report(sweep, tmp_path / "report")
+    assert "test split**" not in (tmp_path / "report" / "RESULTS.md").read_text()
+    assert all(r["test_ece_before"] is None for r in collect_runs(sweep))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from hf_squareloss.compare.aggregate import CALIBRATION_COLUMNS
 from hf_squareloss.compare.grid import SweepSpec
 from hf_squareloss.compare.report import write_report
 from hf_squareloss.compare.runner import run_sweep
@@ -95,12 +96,15 @@ def test_every_old_run_would_record_its_arguments_again(old: Path) -> None:
 
 _CONVERGENCE_RUN_KEYS = ("converged", "convergence", "convergence_source")
 _CONVERGENCE_CELL_KEYS = ("not_converged", "undecided")
+# the calibration on the test split, added to the report after these folders were written; they have none
+_TEST_CALIBRATION_KEYS = tuple(name for name in CALIBRATION_COLUMNS if name.startswith("test_"))
 
 
 def _without_convergence_csv(text: str) -> list[list[str]]:
-    """A results.csv without the columns the convergence rule added."""
+    """A results.csv without the columns the convergence rule and the test-split calibration added."""
     rows = list(csv.reader(text.splitlines()))
-    keep = [i for i, name in enumerate(rows[0]) if name not in _CONVERGENCE_RUN_KEYS]
+    added = (*_CONVERGENCE_RUN_KEYS, *_TEST_CALIBRATION_KEYS)
+    keep = [i for i, name in enumerate(rows[0]) if name not in added]
     return [[row[i] for i in keep] for row in rows]
 
 
@@ -149,9 +153,13 @@ def test_an_old_sweep_is_reported_as_before_but_for_the_title_and_convergence(
         assert run["convergence_source"] == "history" and run["converged"] in (True, False, None)
         for key in _CONVERGENCE_RUN_KEYS:
             run.pop(key)
+        for key in _TEST_CALIBRATION_KEYS:
+            assert run.pop(key) is None
     for cell in new["summary"]:
         for key in _CONVERGENCE_CELL_KEYS:
             cell.pop(key)
+        for key in _TEST_CALIBRATION_KEYS:
+            assert cell["calibration"].pop(key)["n"] == 0
         for entry in cell["metrics"].values():  # every metric of these tasks is higher-is-better
             assert entry.pop("greater_is_better") is True
     assert new == json.loads((root / "results.json").read_text())

@@ -53,9 +53,16 @@ CALIBRATION_COLUMNS = (
     "brier_before",
     "brier_after",
     "temperature",
+    "test_ece_before",
+    "test_ece_after",
+    "test_nll_before",
+    "test_nll_after",
+    "test_brier_before",
+    "test_brier_after",
 )
 """Calibration of the served probabilities on the (first) validation split: before temperature scaling (``T = 1``)
-and after it (only for runs with ``--calibrate``), and the fitted temperature."""
+and after it (only for runs with ``--calibrate``), and the fitted temperature; then the same on the test split where
+the run scored one (``test_*``), which the temperature was not fitted on."""
 EXTRA_COLUMNS = (
     "model_epoch",
     "best_epoch",
@@ -78,17 +85,21 @@ def metric_names(task: str) -> list[str]:
 
 def calibration_values(summary: Mapping[str, Any]) -> dict[str, float | None]:
     """The :data:`CALIBRATION_COLUMNS` of a run summary (``None`` where the run did not compute them)."""
-    evals = summary.get("eval_metrics") or {}
     calibration = summary.get("calibration") or {}
     calibrated = calibration.get("temperature") is not None
     out: dict[str, float | None] = {}
-    for name in ("ece", "nll", "brier"):
-        before = evals.get(f"eval_{name}_uncalibrated" if calibrated else f"eval_{name}")
-        after = evals.get(f"eval_{name}") if calibrated else None
-        out[f"{name}_before"] = float(before) if before is not None else None
-        out[f"{name}_after"] = float(after) if after is not None else None
+    splits = (
+        ("", "eval_", summary.get("eval_metrics") or {}),
+        ("test_", "test_", summary.get("test_metrics") or {}),
+    )
+    for column, key, metrics in splits:
+        for name in ("ece", "nll", "brier"):
+            before = metrics.get(f"{key}{name}_uncalibrated" if calibrated else f"{key}{name}")
+            after = metrics.get(f"{key}{name}") if calibrated else None
+            out[f"{column}{name}_before"] = float(before) if before is not None else None
+            out[f"{column}{name}_after"] = float(after) if after is not None else None
     out["temperature"] = float(calibration["temperature"]) if calibrated else None
-    return out
+    return {name: out[name] for name in CALIBRATION_COLUMNS}
 
 
 def _true_label_most_likely(noise: Mapping[str, Any]) -> bool | None:
