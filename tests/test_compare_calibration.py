@@ -118,7 +118,7 @@ def test_calibration_in_the_report(sweep: Path, tmp_path: Path) -> None:
 
 def test_the_test_split_has_its_own_calibration_table(tmp_path: Path) -> None:
     """Runs that scored a test split (the image recipe with ``--do_predict``) report its calibration too: held out,
-    since the temperature was fitted on validation. Runs without test metrics leave the columns empty."""
+    since the temperature was fitted on validation; an uncalibrated run has *before* figures only."""
     root = tmp_path / "sweep"
     # (loss, seed) -> (test ece before, test ece after, test nll before, test nll after, temperature)
     per_run = {("ce", 0): (0.06, 0.03, 0.30, 0.25, 1.5), ("ce", 1): (0.08, 0.02, 0.34, 0.26, 1.7)}
