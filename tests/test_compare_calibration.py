@@ -170,3 +170,35 @@ def test_no_test_table_without_test_metrics(sweep: Path, tmp_path: Path) -> None
     write_report(sweep, tmp_path / "report")
     assert "test split**" not in (tmp_path / "report" / "RESULTS.md").read_text()
     assert all(r["test_ece_before"] is None for r in collect_runs(sweep))
+
+
+def test_a_temperature_that_was_not_fitted_is_marked(sweep: Path, tmp_path: Path) -> None:
+    """A run whose validation NLL had no interior minimum (here ``inverted``: T is the range's upper end) is counted
+    in its cell, and its T is marked in the report's calibration table, with the note under it."""
+    path = sweep / RunSpec("sst2", "early_stopping", "ce", 0.4, 1).relpath / "run_summary.json"
+    summary = json.loads(path.read_text())
+    summary["calibration"] |= {"status": "inverted", "temperature": 1000.0}
+    path.write_text(json.dumps(summary))
+    rows = {(r["loss_type"], r["noise_rate"], r["seed"]): r for r in collect_runs(sweep)}
+    assert rows[("ce", 0.4, 1)]["temperature_status"] == "inverted"
+    assert rows[("ce", 0.4, 0)]["temperature_status"] == "fitted"
+    assert rows[("tce", 0.0, 0)]["temperature_status"] is None  # not calibrated
+    cells = {(c["loss_type"], c["noise_rate"]): c for c in summarise(list(rows.values()))}
+    assert [cells[k]["temperature_not_fitted"] for k in sorted(cells)] == [0, 1, 0, 0]
+    write_report(sweep, tmp_path / "report")
+    md = (tmp_path / "report" / "RESULTS.md").read_text()
+    line = next(s for s in md.splitlines() if s.startswith("| sst2 | early_stopping | 0.4 | ce |"))
+    assert line.split("|")[11].strip() == "501.5500 ± 704.9148 ‡(1/2)"  # mean and sample std of 3.1 and 1000
+    others = [s for s in md.splitlines() if s.startswith("| sst2 | early_stopping | 0 |")]
+    assert others and not any("‡" in s for s in others)
+    assert "‡(k/n): in k of the cell's n runs (1 in all)" in md
+    with open(tmp_path / "report" / "results.csv", encoding="utf-8") as fh:
+        statuses = {
+            (r["loss_type"], r["noise_rate"], r["seed"]): r["temperature_status"] for r in csv.DictReader(fh)
+        }
+    assert statuses[("ce", "0.4", "1")] == "inverted" and statuses[("tce", "0.0", "0")] == ""
+
+
+def test_no_mark_when_every_temperature_was_fitted(sweep: Path, tmp_path: Path) -> None:
+    write_report(sweep, tmp_path / "report")
+    assert "‡" not in (tmp_path / "report" / "RESULTS.md").read_text()

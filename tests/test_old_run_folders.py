@@ -101,9 +101,10 @@ _TEST_CALIBRATION_KEYS = tuple(name for name in CALIBRATION_COLUMNS if name.star
 
 
 def _without_convergence_csv(text: str) -> list[list[str]]:
-    """A results.csv without the columns the convergence rule and the test-split calibration added."""
+    """A results.csv without the columns added since: the convergence rule's, the test split's calibration and the
+    temperature's status."""
     rows = list(csv.reader(text.splitlines()))
-    added = (*_CONVERGENCE_RUN_KEYS, *_TEST_CALIBRATION_KEYS)
+    added = (*_CONVERGENCE_RUN_KEYS, *_TEST_CALIBRATION_KEYS, "temperature_status")
     keep = [i for i, name in enumerate(rows[0]) if name not in added]
     return [[row[i] for i in keep] for row in rows]
 
@@ -155,9 +156,11 @@ def test_an_old_sweep_is_reported_as_before_but_for_the_title_and_convergence(
             run.pop(key)
         for key in _TEST_CALIBRATION_KEYS:
             assert run.pop(key) is None
+        assert run.pop("temperature_status") in (None, "fitted")
     for cell in new["summary"]:
         for key in _CONVERGENCE_CELL_KEYS:
             cell.pop(key)
+        assert cell.pop("temperature_not_fitted") == 0
         for key in _TEST_CALIBRATION_KEYS:
             assert cell["calibration"].pop(key)["n"] == 0
         for entry in cell["metrics"].values():  # every metric of these tasks is higher-is-better

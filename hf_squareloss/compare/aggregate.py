@@ -8,7 +8,9 @@ paired by seed.
 Every run also says whether it had finished learning (:mod:`hf_squareloss.runs.convergence`): ``converged``
 (``True``, ``False``: still improving, ``None``: undecided) and the reason, from its ``run_summary.json`` or, for a
 summary written before runs recorded it, from its per-epoch history by the same rule (``convergence_source``:
-``"run"`` or ``"history"``). A cell counts its runs still improving (``not_converged``).
+``"run"`` or ``"history"``). A cell counts its runs still improving (``not_converged``), and the runs whose
+temperature was not an interior minimum of the validation NLL (``temperature_not_fitted``; each run's
+``temperature_status`` is :attr:`hf_squareloss.calibration.TemperatureFit.status`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ CALIBRATION_COLUMNS = (
 and after it (only for runs with ``--calibrate``), and the fitted temperature; then the same on the test split where
 the run scored one (``test_*``), which the temperature was not fitted on."""
 EXTRA_COLUMNS = (
+    "temperature_status",
     "model_epoch",
     "best_epoch",
     "epochs_trained",
@@ -134,6 +137,7 @@ def _row(summary: Mapping[str, Any], run_dir: str) -> dict[str, Any]:
         value = tests.get(name) if name.startswith("test_") else evals.get(f"eval_{name}")
         row[name] = float(value) if value is not None else None
     row.update(calibration_values(summary))
+    row["temperature_status"] = (summary.get("calibration") or {}).get("status")
     recorded = summary.get("convergence")
     verdict = recorded if isinstance(recorded, Mapping) else judge_summary(summary).to_dict()
     row.update(
@@ -235,6 +239,9 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "seeds": [r["seed"] for r in members],
             "n_seeds": len(members),
             "not_converged": sum(r.get("converged") is False for r in members),
+            "temperature_not_fitted": sum(
+                r.get("temperature_status") not in (None, "fitted") for r in members
+            ),
             "undecided": sum(r.get("converged") is None for r in members),
             "model_epoch": _stats([r["model_epoch"] for r in members]),
             "epochs_trained": _stats([r["epochs_trained"] for r in members]),

@@ -356,7 +356,7 @@ def calibration_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
                 f"{_number(cal[f'{prefix}ece_before'], 100, 2)} | {_number(cal[f'{prefix}ece_after'], 100, 2)} | "
                 f"{_number(cal[f'{prefix}nll_before'])} | {_number(cal[f'{prefix}nll_after'])} | "
                 f"{_number(cal[f'{prefix}brier_before'])} | {_number(cal[f'{prefix}brier_after'])} | "
-                f"{_number(cal['temperature'], 1, 4)} |"
+                f"{_number(cal['temperature'], 1, 4)}{_not_fitted_mark(c)} |"
             )
         return lines
 
@@ -381,7 +381,27 @@ def calibration_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
             "",
             *table(test, "test_"),
         ]
+    not_fitted = sum(c.get("temperature_not_fitted", 0) for c in validation)
+    if not_fitted:
+        lines += [
+            "",
+            f"{NOT_FITTED_MARK}(k/n): in k of the cell's n runs ({not_fitted} in all) the validation NLL had no "
+            "minimum inside the temperature's search range, and `T` is an end of it: `inverted` (the true class "
+            "scores below the model's average, so the NLL falls as `T` grows: the upper end, near-uniform "
+            "probabilities), `separable` (every item right with a margin: the lower end) or `constant` (`T = 1`). "
+            "Each run's `calibration.status` in its `run_summary.json` says which.",
+        ]
     return lines
+
+
+NOT_FITTED_MARK = "‡"
+
+
+def _not_fitted_mark(cell: Mapping[str, Any]) -> str:
+    """``" ‡(k/n)"`` when the temperature of ``k`` of the cell's ``n`` runs is not an interior minimum of the NLL."""
+    if not cell.get("temperature_not_fitted"):
+        return ""
+    return f" {NOT_FITTED_MARK}({cell['temperature_not_fitted']}/{cell['n_seeds']})"
 
 
 def epochs_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
